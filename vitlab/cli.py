@@ -1,0 +1,93 @@
+"""The `vitlab` command: run, sweep, report, results."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vitlab import results
+from vitlab.sweep import SweepError
+
+
+def _results_dir(args, plan) -> Path:
+    return Path(args.results).resolve() if args.results else plan.default_results_dir()
+
+
+def cmd_sweep(args, render_report: bool = False) -> int:
+    from vitlab import sweep
+
+    plan = sweep.load_plan(args.params)  # validates every run before anything trains
+    out = _results_dir(args, plan)
+    print(f"{plan.name}: {len(plan.runs)} runs into {out}", file=sys.stderr)
+    counts = sweep.execute(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast)
+    print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
+    if render_report:
+        from vitlab import report
+
+        print(f"report: {report.render(out)}", file=sys.stderr)
+    return 1 if counts.get("failed") else 0
+
+
+def cmd_report(args) -> int:
+    from vitlab import report
+
+    print(report.render(args.results_dir, show_code=args.show_code))
+    return 0
+
+
+def cmd_results(args) -> int:
+    if not results.runs_dir(args.results_dir).is_dir():
+        raise SweepError(f"{args.results_dir}: no runs/ folder here; run a sweep into it first")
+    df = results.load(args.results_dir)
+    if args.format == "parquet":
+        if not args.output:
+            raise SweepError("--format parquet: needs --output FILE (parquet is binary)")
+        results.export(df, "parquet", args.output)
+    elif args.output:
+        results.export(df, args.format, args.output)
+    else:
+        sys.stdout.write(results.export(df, args.format))
+        sys.stdout.write("\n" if args.format == "json" else "")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformer scaling studies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, helptext in (("run", "run a sweep, then render its report (the main job)"),
+                           ("sweep", "run each run of a params file through notebooks/train.ipynb")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("params", help="params YAML file, e.g. params/quickstart.yaml")
+        p.add_argument("--results", help="results directory (default: reports/NAME)")
+        p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+        p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+        p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))
+
+    p = sub.add_parser("report", help="render notebooks/report.ipynb on a results directory to HTML")
+    p.add_argument("results_dir")
+    p.add_argument("--show-code", action="store_true", help="keep code cells in the HTML")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("results", help="print the collected results, one row per run")
+    p.add_argument("results_dir")
+    p.add_argument("--format", choices=results.FORMATS, default="csv")
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_results)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SweepError, FileNotFoundError) as e:
+        print(f"vitlab {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vitlab {args.command}: interrupted; finished runs are kept, rerun to go on", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The results store: one JSON record per run, named by its run id."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+
+from vitlab import PROJECT_ROOT
+from vitlab.config import RunConfig
+
+# The columns every record has, in display order; config fields follow run_id and status.
+METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "test_accuracy",
+           "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s")
+COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
+           "device", "error", "finished_at")
+FORMATS = ("csv", "json", "parquet")
+
+
+def resolve_dir(results_dir: str | Path | None) -> Path:
+    """Relative results paths are taken from the project root, wherever a kernel runs."""
+    path = Path(results_dir) if results_dir else Path("reports") / "notebooks"
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def runs_dir(results_dir: str | Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+def record_path(results_dir: str | Path, run_id: str) -> Path:
+    return runs_dir(results_dir) / f"{run_id}.json"
+
+
+def make_record(cfg: RunConfig, result=None, status: str | None = None, error: str | None = None) -> dict:
+    """A flat record: the whole config, then the run's metrics (None where it has none)."""
+    record = {"run_id": cfg.run_id, "status": status or result.status, **cfg.to_dict()}
+    record.update(dict.fromkeys(METRICS))
+    if result is not None:
+        for name in METRICS:
+            if hasattr(result, name):
+                record[name] = getattr(result, name)
+        record["train_exaflops"] = result.train_flops / 1e18
+    record["device"] = result.device if result is not None else None
+    record["error"] = error if error is not None else getattr(result, "error", None)
+    record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record["host"] = platform.node()
+    return record
+
+
+def write(results_dir: str | Path, record: dict) -> Path:
+    """Write atomically (temp file, then rename) so a reader never sees a torn record."""
+    path = record_path(results_dir, record["run_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record['run_id']}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(results_dir: str | Path, run_id: str) -> dict | None:
+    path = record_path(results_dir, run_id)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load(results_dir: str | Path) -> pd.DataFrame:
+    """All records of a results directory as one tidy DataFrame, one row per run."""
+    records = [json.loads(p.read_text()) for p in sorted(runs_dir(results_dir).glob("*.json"))]
+    df = pd.DataFrame(records)
+    for column in COLUMNS:
+        if column not in df:
+            df[column] = None
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[list(COLUMNS) + extra].sort_values(["model", "run_id"], ignore_index=True)
+
+
+def export(df: pd.DataFrame, fmt: str, path=None):
+    """Write df as csv, json (records) or parquet; to a string when path is None (not parquet)."""
+    if fmt == "csv":
+        return df.to_csv(path, index=False)
+    if fmt == "json":
+        return df.to_json(path, orient="records", indent=1)
+    if fmt == "parquet":
+        return df.to_parquet(path, index=False)
+    raise ValueError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")

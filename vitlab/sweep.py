@@ -1,0 +1,176 @@
+"""Sweeps: expand and validate a params file, then run each config as a papermill execution."""
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from vitlab import PROJECT_ROOT, notebook, results
+from vitlab.config import ConfigError, RunConfig
+
+TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
+BLOCK_KEYS = ("name", "base", "grid", "zip", "runs")
+TOP_KEYS = ("name", "description", "notebook", "base", "grid", "zip", "runs", "sweeps")
+
+
+class SweepError(ValueError):
+    """A one-line message naming the params file, the run and the field."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    path: Path
+    notebook: Path
+    runs: tuple[RunConfig, ...]
+
+    def default_results_dir(self) -> Path:
+        return PROJECT_ROOT / "reports" / self.name
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a params file and expand every run, failing on the first problem found."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise SweepError(f"{where}: no such params file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise SweepError(f"{where}:{line} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(spec, dict):
+        raise SweepError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+    _check_keys(where, "top level", spec, TOP_KEYS)
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SweepError(f"{where}: name: {name!r} must be letters, digits, '_', '-' or '.'")
+    notebook = Path(spec.get("notebook") or TRAIN_NOTEBOOK)
+    if not notebook.is_absolute():
+        notebook = PROJECT_ROOT / notebook
+    if not notebook.is_file():
+        raise SweepError(f"{where}: notebook: {notebook} does not exist")
+    base = _mapping(where, "base", spec.get("base", {}))
+
+    blocks = spec.get("sweeps")
+    own = {k: spec[k] for k in ("grid", "zip", "runs") if k in spec}
+    if blocks is None:
+        blocks = [own]
+    elif own:
+        raise SweepError(f"{where}: put grid/zip/runs inside sweeps, not beside it")
+    elif not isinstance(blocks, list) or not blocks:
+        raise SweepError(f"{where}: sweeps: must be a non-empty list of blocks with keys {', '.join(BLOCK_KEYS)}")
+
+    runs: dict[str, RunConfig] = {}
+    for i, block in enumerate(blocks):
+        label = f"sweeps[{i}]" if "sweeps" in spec else "top level"
+        if not isinstance(block, dict):
+            raise SweepError(f"{where}: {label}: must be a mapping with keys {', '.join(BLOCK_KEYS)}")
+        _check_keys(where, label, block, BLOCK_KEYS)
+        seen: set[str] = set()
+        for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
+            desc = f"{label} run {j + 1} ({_short(values, base)})"
+            try:
+                cfg = RunConfig.from_dict(values)
+            except ConfigError as e:
+                raise SweepError(f"{where}: {desc}: {e}") from None
+            if cfg.run_id in seen:
+                raise SweepError(f"{where}: {desc}: duplicate run (the same config appears twice in {label})")
+            seen.add(cfg.run_id)
+            # The same config from two blocks (a shared base point) is one run.
+            runs.setdefault(cfg.run_id, cfg)
+    return Plan(name, path, notebook, tuple(runs.values()))
+
+
+def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
+    grid = _mapping(where, f"{label}.grid", block.get("grid", {}))
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{where}: {label}.grid.{key}: must be a non-empty list of values")
+    zipped = _mapping(where, f"{label}.zip", block.get("zip", {}))
+    lengths = set()
+    for key, values in zipped.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{where}: {label}.zip.{key}: must be a non-empty list of values")
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        raise SweepError(f"{where}: {label}.zip: lists must have equal lengths, got "
+                         + ", ".join(f"{k}={len(v)}" for k, v in zipped.items()))
+    clash = set(grid) & set(zipped)
+    if clash:
+        raise SweepError(f"{where}: {label}: {sorted(clash)[0]} is in both grid and zip")
+    explicit = block.get("runs", [{}])
+    if not isinstance(explicit, list) or not explicit:
+        raise SweepError(f"{where}: {label}.runs: must be a non-empty list of mappings")
+    zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
+    out = []
+    for k, run in enumerate(explicit):
+        run = _mapping(where, f"{label}.runs[{k}]", run)
+        for combo in itertools.product(*grid.values()):
+            for row in zip_rows:
+                out.append({**base, **run, **dict(zip(grid, combo)), **row})
+    return out
+
+
+def _mapping(where: str, label: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise SweepError(f"{where}: {label}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(where: str, label: str, spec: dict, allowed) -> None:
+    for key in spec:
+        if key not in allowed:
+            raise SweepError(f"{where}: {label}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+
+
+def _short(values: dict, base: dict) -> str:
+    changed = {k: v for k, v in values.items() if base.get(k) != v} or values
+    return ", ".join(f"{k}={v}" for k, v in changed.items())
+
+
+def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = True,
+            retry_failed: bool = False, fail_fast: bool = False) -> dict[str, int]:
+    """Run every planned config not yet recorded; returns counts by outcome."""
+    results_dir = Path(results_dir or plan.default_results_dir()).resolve()
+    notebooks_dir = results_dir / "notebooks"
+    notebooks_dir.mkdir(parents=True, exist_ok=True)
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
+    bar = tqdm(plan.runs, desc=plan.name, unit="run", disable=not progress)
+    for cfg in bar:
+        done = results.read(results_dir, cfg.run_id)
+        if done and not (retry_failed and done["status"] == "failed"):
+            counts["skipped"] += 1
+            continue
+        started = time.perf_counter()
+        try:
+            notebook.execute(plan.notebook, notebooks_dir / f"{cfg.run_id}.ipynb",
+                             {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False})
+            record = results.read(results_dir, cfg.run_id)
+            if record is None:
+                raise RuntimeError("the notebook finished without writing a record")
+        except Exception as e:  # a failed run is recorded; the sweep goes on
+            error = _one_line(e)
+            record = results.make_record(cfg, status="failed", error=error)
+            results.write(results_dir, record)
+            if fail_fast:
+                bar.close()
+                raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {error}") from None
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+        accuracy = record.get("test_accuracy")
+        bar.write(f"{cfg.run_id} {record['status']:>8} {_short(cfg.to_dict(), RunConfig().to_dict())}"
+                  + (f"  acc={accuracy:.3f}" if accuracy is not None else "")
+                  + f"  ({time.perf_counter() - started:.1f} s)")
+    return counts
+
+
+def _one_line(e: Exception) -> str:
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(e).__name__}: {e}"
+    return " ".join(text.split())[:500]
