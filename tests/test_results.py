@@ -1,0 +1,42 @@
+import io
+import json
+
+import pandas as pd
+
+from vitlab import results
+from vitlab.config import RunConfig
+from vitlab.models import build_model
+from vitlab.train import fit
+
+REQUIRED = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size", "dataset",
+            "train_size", "epochs", "batch_size", "lr", "seed", "n_params", "flops_per_image",
+            "train_flops", "test_accuracy", "wall_time_s", "images_per_s"]
+
+
+def test_record_carries_config_and_metrics(tiny_cfg, tmp_path):
+    result = fit(tiny_cfg, build_model(tiny_cfg), progress=False)
+    record = results.make_record(tiny_cfg, result)
+    assert all(k in record for k in REQUIRED)
+    assert record["run_id"] == tiny_cfg.run_id and record["status"] == "ok"
+    assert {k: record[k] for k in tiny_cfg.to_dict()} == tiny_cfg.to_dict()
+    assert record["train_exaflops"] == record["train_flops"] / 1e18
+    path = results.write(tmp_path, record)
+    assert path == tmp_path / "runs" / f"{tiny_cfg.run_id}.json"
+    assert json.loads(path.read_text()) == record
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_failed_record_and_table(tmp_path):
+    ok = RunConfig.from_dict({"depth": 1})
+    bad = RunConfig.from_dict({"depth": 2})
+    results.write(tmp_path, results.make_record(bad, status="failed", error="RuntimeError: boom"))
+    assert results.read(tmp_path, bad.run_id)["error"] == "RuntimeError: boom"
+    assert results.read(tmp_path, ok.run_id) is None
+    df = results.load(tmp_path)
+    assert len(df) == 1 and df.loc[0, "status"] == "failed" and pd.isna(df.loc[0, "test_accuracy"])
+    assert list(df.columns[:2]) == ["run_id", "status"]
+    csv = pd.read_csv(io.StringIO(results.export(df, "csv")))
+    assert csv.loc[0, "run_id"] == bad.run_id
+    assert json.loads(results.export(df, "json"))[0]["depth"] == 2
+    results.export(df, "parquet", tmp_path / "r.parquet")
+    assert pd.read_parquet(tmp_path / "r.parquet").loc[0, "depth"] == 2
