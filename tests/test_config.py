@@ -8,7 +8,7 @@ def test_run_id_is_stable_and_content_addressed():
     assert a.run_id == RunConfig.from_dict({"lr": 0.001, "depth": 2}).run_id
     assert len(a.run_id) == 12 and int(a.run_id, 16) >= 0
     assert a.run_id != RunConfig.from_dict({"depth": 3, "lr": 0.001}).run_id
-    # The id is a pure function of the values: pinned so that it never drifts silently.
+    # Defaults and an empty params dict are the same run.
     assert RunConfig().run_id == RunConfig.from_dict({}).run_id
 
 
@@ -19,9 +19,10 @@ def test_int_and_float_spellings_hash_alike():
 
 
 def test_resnet_drops_vit_only_fields():
-    a = RunConfig.from_dict({"model": "resnet", "patch_size": 4, "heads": 8})
-    b = RunConfig.from_dict({"model": "resnet", "patch_size": 14})
-    assert a.patch_size is None and a.heads is None and a.pool is None
+    a = RunConfig.from_dict({"model": "resnet", "depth": 8, "patch_size": 4, "heads": 8})
+    b = RunConfig.from_dict({"model": "resnet", "depth": 8, "patch_size": 14})
+    assert a.patch_size is None and a.heads is None and a.pool is None and a.pos_embed is None
+    assert a.cnn_depth is None and a.stem == "small"
     assert a.run_id == b.run_id
 
 
@@ -41,6 +42,16 @@ def test_resnet_drops_vit_only_fields():
     ({"warmup": 1.5}, "warmup", "[0, 1)"),
     ({"label_smoothing": 1.0}, "label_smoothing", "[0, 1)"),
     ({"steps": 0}, "steps", ">= 1"),
+    ({"preset": "vit-xl/16"}, "preset", "unknown preset"),
+    ({"preset": "vit-b/16"}, "patch_size", "16 does not divide the 28 px images"),
+    ({"model": "resnet", "depth": 10}, "depth", "6n+2"),
+    ({"model": "resnet", "stem": "imagenet", "depth": 34}, "depth", "26, 50, 101, 152"),
+    ({"model": "resnet", "depth": 8, "stem": "tiny"}, "stem", "not one of small, imagenet"),
+    ({"model": "hybrid", "cnn_depth": 9, "patch_size": 1}, "cnn_depth", "6n+2"),
+    ({"model": "hybrid", "patch_size": 2}, "patch_size", "does not divide the 7x7 feature map"),
+    ({"model": "hybrid", "patch_size": 1, "image_size": 30}, "image_size", "not a multiple"),
+    ({"pos_embed": "rope"}, "pos_embed", "not one of learn, learn2d, sincos2d, none"),
+    ({"pos_embed": "sincos2d", "width": 66, "heads": 2}, "pos_embed", "divisible by 4"),
 ])
 def test_invalid_values_raise_one_line_errors(values, field, text):
     with pytest.raises(ConfigError) as err:
@@ -53,3 +64,11 @@ def test_invalid_values_raise_one_line_errors(values, field, text):
 def test_patch_size_error_lists_allowed_values():
     with pytest.raises(ConfigError, match=r"allowed: 1, 2, 4, 7, 14, 28"):
         RunConfig.from_dict({"patch_size": 8})
+
+
+def test_preset_fills_fields_and_explicit_fields_override():
+    cfg = RunConfig.from_dict({"preset": "vit-b/16", "image_size": 32, "depth": 2})
+    assert (cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch_size, cfg.depth) == (768, 12, 3072, 16, 2)
+    assert cfg.input_size == 32
+    hybrid = RunConfig.from_dict({"preset": "hybrid-micro/1"})
+    assert hybrid.model == "hybrid" and hybrid.cnn_depth == 8 and hybrid.patch_size == 1

@@ -26,7 +26,7 @@ sweeps:
   - grid: {depth: [1, 2]}
   - zip: {width: [16, 32], heads: [2, 4]}
   - grid: {patch_size: [7, 14]}
-  - runs: [{model: vit}, {model: resnet, width: 8}]
+  - runs: [{model: vit}, {model: resnet, depth: 8, width: 8}]
     grid: {train_size: [200, 400]}
 """
 

@@ -1,30 +1,50 @@
+import pytest
+import timm
 import torch
 
 from vitlab.config import RunConfig
 from vitlab.flops import forward_flops, n_params
-from vitlab.models import build_model
+from vitlab.models import build_model, create
+from vitlab.presets import PRESETS, table
+from vitlab.train import fit
 
 
-def closed_form_vit_flops(depth, width, patch, image=28, channels=1, classes=10, tokens_extra=1):
-    """Per block 24 N D^2 + 4 N^2 D for an MLP of 4 D, plus patch embedding and head."""
-    n = (image // patch) ** 2 + tokens_extra
-    blocks = depth * (24 * n * width ** 2 + 4 * n * n * width)
-    embed = 2 * (image // patch) ** 2 * (patch * patch * channels) * width
-    return blocks + embed + 2 * width * classes
+def closed_form_vit_flops(depth, width, mlp_dim, patch, image, channels, classes, prefix_tokens=1):
+    """Per block 2N(4D^2 + 2 D M) + 4 N^2 D (24 N D^2 + 4 N^2 D when M = 4D), plus embedding and head."""
+    patches = (image // patch) ** 2
+    n = patches + prefix_tokens
+    blocks = depth * (2 * n * (4 * width ** 2 + 2 * width * mlp_dim) + 4 * n * n * width)
+    return blocks + 2 * patches * patch * patch * channels * width + 2 * width * classes
 
 
-def test_vit_and_resnet_classify_28px_digits():
-    for values in ({"model": "vit"}, {"model": "resnet", "depth": 1, "width": 8}):
-        model = build_model(RunConfig.from_dict(values))
-        assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+def on_meta(name):
+    with torch.device("meta"):
+        return create(**PRESETS[name]["arch"], **PRESETS[name]["shape"])
 
 
-def test_vit_flops_match_the_closed_form():
-    for depth, width, heads, patch in ((2, 64, 4, 7), (4, 128, 8, 4), (1, 32, 2, 14)):
-        cfg = RunConfig.from_dict(dict(depth=depth, width=width, heads=heads, mlp_dim=4 * width, patch_size=patch))
-        measured = forward_flops(build_model(cfg), (1, 28, 28))
-        expected = closed_form_vit_flops(depth, width, patch)
-        assert abs(measured - expected) / expected < 0.02, (depth, width, patch, measured, expected)
+@pytest.mark.parametrize("name, table_1", [("vit-b/16", 86e6), ("vit-l/16", 307e6), ("vit-h/14", 632e6)])
+def test_param_counts_match_table_1(name, table_1):
+    assert abs(n_params(on_meta(name)) - table_1) / table_1 < 0.02
+
+
+def test_vit_b16_flops_match_timm_reference():
+    with torch.device("meta"):
+        reference = timm.create_model("vit_base_patch16_224", pretrained=False)
+    ours = forward_flops(on_meta("vit-b/16"), (3, 224, 224))
+    theirs = forward_flops(reference, (3, 224, 224))
+    assert abs(ours - theirs) / theirs < 0.03
+    assert 34e9 < ours < 36e9  # 17.6 GMACs, as timm's model card states
+
+
+@pytest.mark.parametrize("depth, width, heads, mlp, patch, image, channels, classes", [
+    (2, 64, 4, 128, 7, 28, 1, 10), (4, 128, 8, 512, 4, 28, 1, 10), (1, 32, 2, 64, 14, 28, 1, 10),
+    (12, 768, 12, 3072, 16, 224, 3, 1000), (24, 1024, 16, 4096, 32, 224, 3, 1000)])
+def test_measured_vit_flops_match_the_closed_form(depth, width, heads, mlp, patch, image, channels, classes):
+    with torch.device("meta"):
+        model = create("vit", image, channels, classes, depth, width, heads, mlp, patch)
+    measured = forward_flops(model, (channels, image, image))
+    expected = closed_form_vit_flops(depth, width, mlp, patch, image, channels, classes)
+    assert abs(measured - expected) / expected < 0.02
 
 
 def test_flop_counting_leaves_fused_attention_on():
@@ -34,9 +54,60 @@ def test_flop_counting_leaves_fused_attention_on():
     assert [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")] == fused
 
 
-def test_param_count_of_a_known_vit():
+def test_param_count_of_a_tiny_vit_by_hand():
     model = build_model(RunConfig.from_dict(dict(depth=1, width=16, heads=2, mlp_dim=32, patch_size=7)))
-    # patch embed 49*16+16, cls 16, pos 17*16, block (2 LN 64, qkv 16*48+48, proj 16*16+16,
-    # MLP 16*32+32+32*16+16), final LN 32, head 16*10+10
-    expected = (49 * 16 + 16) + 16 + 17 * 16 + (64 + 16 * 48 + 48 + 16 * 16 + 16 + 16 * 32 + 32 + 32 * 16 + 16) + 32 + 170
-    assert n_params(model) == expected
+    # patch embed, cls token, 17 positions, one block (2 LN, qkv, proj, MLP), final LN, head
+    block = 64 + 16 * 48 + 48 + 16 * 16 + 16 + 16 * 32 + 32 + 32 * 16 + 16
+    assert n_params(model) == (49 * 16 + 16) + 16 + 17 * 16 + block + 32 + 170
+
+
+@pytest.mark.parametrize("values", [
+    {}, {"pool": "avg"}, {"pos_embed": "learn2d"}, {"pos_embed": "sincos2d"}, {"pos_embed": "none"},
+    {"pre_logits": True}, {"model": "resnet", "depth": 8, "width": 8},
+    {"preset": "hybrid-micro/1"}, {"image_size": 32, "patch_size": 8},
+])
+def test_every_family_and_option_trains_a_step(values):
+    cfg = RunConfig.from_dict({"depth": 1, "width": 16, "heads": 2, "mlp_dim": 32, "train_size": 64,
+                               "steps": 1, "batch_size": 16, **values})
+    model = build_model(cfg)
+    before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    result = fit(cfg, model, progress=False)
+    assert result.status == "ok" and result.train_steps == 1
+    after = [p.detach() for p in model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_position_embedding_variants():
+    def vit(pe):
+        return build_model(RunConfig.from_dict({"pos_embed": pe}))
+    sincos = vit("sincos2d")
+    assert not sincos.pos_embed.requires_grad and sincos.pos_embed[0, 0].abs().sum() == 0
+    assert vit("none").pos_embed is None
+    learn2d = vit("learn2d").patch_embed
+    assert learn2d.rows.shape == (4, 1, 32) and learn2d.cols.shape == (1, 4, 32)
+    no_pos = vit("none")
+    assert n_params(vit("learn")) - n_params(no_pos) == 17 * 64
+    assert n_params(vit("learn2d")) - n_params(no_pos) == 4 * 32 + 4 * 32
+
+
+def test_pre_logits_and_avg_pool():
+    model = build_model(RunConfig.from_dict({"pre_logits": True, "pool": "avg"}))
+    assert isinstance(model.head.act, torch.nn.Tanh) and model.cls_token is None
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_resnets_and_hybrids_have_the_expected_shapes():
+    bit = on_meta("bit-r50x1")
+    assert abs(n_params(bit) - 25.5e6) / 25.5e6 < 0.02  # BiT-M R50x1
+    hybrid = on_meta("r50+vit-b/1")
+    assert hybrid.patch_embed.grid_size == (14, 14)  # 224 px / 16 after the R50 stem and 3 stages
+    small = build_model(RunConfig.from_dict({"preset": "hybrid-micro/1"}))
+    assert small.patch_embed.grid_size == (7, 7)
+    assert small(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_models_table_lists_every_preset():
+    rows = {r["name"]: r for r in table()}
+    assert set(rows) == set(PRESETS)
+    assert rows["vit-b/16"]["layers"] == 12 and rows["vit-b/16"]["hidden"] == 768
+    assert 85 < rows["vit-b/16"]["params_m"] < 88 and 34 < rows["vit-b/16"]["gflops"] < 36

@@ -13,7 +13,7 @@ BASE = "base: {depth: 1, width: 16, heads: 2, mlp_dim: 32, train_size: 200, step
 def test_quickstart_plan():
     plan = load_plan(PROJECT_ROOT / "params" / "quickstart.yaml")
     assert plan.name == "quickstart" and len(plan.runs) >= 12
-    assert {c.model for c in plan.runs} == {"vit", "resnet"}
+    assert {c.model for c in plan.runs} == {"vit", "resnet", "hybrid"}
     assert len({c.run_id for c in plan.runs}) == len(plan.runs)
     assert {c.depth for c in plan.runs if c.model == "vit"} >= {1, 2, 4, 6}
     assert plan.default_results_dir() == PROJECT_ROOT / "reports" / "quickstart"

@@ -20,8 +20,18 @@ def test_fit_trains_evaluates_and_accounts_compute(tiny_cfg):
 
 def test_same_config_same_metrics(tiny_cfg):
     a = fit(tiny_cfg, build_model(tiny_cfg), progress=False)
+    torch.rand(7)  # whatever ran before must not matter
     b = fit(tiny_cfg, build_model(tiny_cfg), progress=False)
-    assert a.train_loss == b.train_loss and a.test_accuracy == b.test_accuracy
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert a.test_accuracy == b.test_accuracy
+
+
+def test_model_init_follows_the_seed(tiny_cfg):
+    torch.rand(3)
+    a, b = build_model(tiny_cfg), build_model(tiny_cfg)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    other = build_model(RunConfig.from_dict({**tiny_cfg.to_dict(), "seed": 1}))
+    assert not torch.equal(a.head.weight, other.head.weight)
 
 
 def test_enough_training_learns_digits():

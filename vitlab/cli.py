@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +52,19 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    import pandas as pd
+
+    from vitlab import presets
+
+    rows = presets.table()
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        print(pd.DataFrame(rows).convert_dtypes().to_string(index=False, na_rep="-"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformer scaling studies.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=results.FORMATS, default="csv")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("models", help="list the model presets: shape, params, forward GFLOPs per image")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

@@ -7,13 +7,21 @@ import json
 from dataclasses import dataclass, fields
 
 from vitlab import data
+from vitlab.models import HYBRID_STRIDE, POS_EMBEDS, STEMS, resnet_depth_error
+from vitlab.presets import PRESETS
 
-MODELS = ("vit", "resnet")
-VIT_MODELS = ("vit",)
+MODELS = ("vit", "resnet", "hybrid")
 POOLS = ("token", "avg")
-# Fields that only mean something for a ViT; a ResNet run stores them as None so
-# that two ResNet runs differing only there share one run id.
-VIT_ONLY = ("heads", "mlp_dim", "patch_size", "pool")
+# Fields that mean something only for some families; other runs store them as None
+# so that two runs differing only there share one run id.
+FAMILY_FIELDS = {
+    "vit": ("heads", "mlp_dim", "patch_size", "pool", "pos_embed", "pre_logits"),
+    "resnet": ("stem",),
+    "hybrid": ("heads", "mlp_dim", "patch_size", "pool", "pos_embed", "pre_logits", "stem", "cnn_depth", "cnn_width"),
+}
+ARCH_FIELDS = sorted(set().union(*FAMILY_FIELDS.values()))
+# Defaults of fields that the default model (a ViT) leaves empty.
+FAMILY_DEFAULTS = {"stem": "small", "cnn_depth": 8, "cnn_width": 8}
 
 
 class ConfigError(ValueError):
@@ -27,13 +35,20 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class RunConfig:
     model: str = "vit"
+    preset: str | None = None  # a name from `vitlab models`; fields set beside it override it
     depth: int = 4
     width: int = 64
     heads: int | None = 4
     mlp_dim: int | None = 128
     patch_size: int | None = 7
     pool: str | None = "token"
+    pos_embed: str | None = "learn"
+    pre_logits: bool | None = False
+    stem: str | None = None  # ResNet / hybrid trunk: small (28-32 px, the default) or imagenet
+    cnn_depth: int | None = None  # the hybrid's ResNet trunk (default 8)
+    cnn_width: int | None = None  # (default 8)
     dataset: str = "mnist5k"
+    image_size: int | None = None  # None: the dataset's own; else images are resized once
     train_size: int = 4000
     epochs: int = 10
     steps: int | None = None  # a step budget; when set it replaces epochs
@@ -53,11 +68,25 @@ class RunConfig:
         if unknown:
             raise ConfigError(unknown[0], f"unknown field (allowed: {', '.join(known)})")
         values = {name: _coerce(name, value, known[name].type) for name, value in values.items()}
+        if values.get("preset") is not None:
+            if values["preset"] not in PRESETS:
+                raise ConfigError("preset", f"unknown preset {values['preset']!r} (see `vitlab models`)")
+            values = {**PRESETS[values["preset"]]["arch"], **values}
         cfg = cls(**values)
-        if cfg.model not in VIT_MODELS:
-            cfg = dataclasses.replace(cfg, **{k: None for k in VIT_ONLY})
+        _choice("model", cfg.model, MODELS)
+        used = FAMILY_FIELDS[cfg.model]
+        cfg = dataclasses.replace(cfg, **{k: None for k in ARCH_FIELDS if k not in used},
+                                  **{k: v for k, v in FAMILY_DEFAULTS.items() if k in used and getattr(cfg, k) is None})
         cfg.validate()
         return cfg
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size or data.DATASETS[self.dataset].image_size
+
+    def arch(self) -> dict:
+        """The architecture fields that models.create takes."""
+        return {k: getattr(self, k) for k in ("model", "depth", "width", *FAMILY_FIELDS[self.model])}
 
     def validate(self) -> None:
         _choice("model", self.model, MODELS)
@@ -80,16 +109,41 @@ class RunConfig:
             raise ConfigError("warmup", f"a fraction of the steps in [0, 1), got {self.warmup}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
-        if self.model in VIT_MODELS:
-            for name in ("heads", "mlp_dim", "patch_size"):
-                if getattr(self, name) is None or getattr(self, name) < 1:
-                    raise ConfigError(name, f"a ViT needs a positive {name}, got {getattr(self, name)}")
-            _choice("pool", self.pool, POOLS)
-            if spec.image_size % self.patch_size:
-                raise ConfigError("patch_size", f"{self.patch_size} does not divide the {spec.image_size} px images of {self.dataset}"
-                                  f" (allowed: {', '.join(str(p) for p in divisors(spec.image_size))})")
-            if self.width % self.heads:
-                raise ConfigError("heads", f"width {self.width} is not divisible by heads {self.heads}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError("image_size", f"must be >= 1 or null (the dataset's own), got {self.image_size}")
+        if self.model in ("resnet", "hybrid"):
+            _choice("stem", self.stem, STEMS)
+        if self.model == "resnet" and (why := resnet_depth_error(self.depth, self.stem)):
+            raise ConfigError("depth", why)
+        if self.model == "hybrid":
+            if (why := resnet_depth_error(self.cnn_depth or 0, self.stem)):
+                raise ConfigError("cnn_depth", why)
+            if self.cnn_width is None or self.cnn_width < 1:
+                raise ConfigError("cnn_width", f"must be >= 1, got {self.cnn_width}")
+        if self.model in ("vit", "hybrid"):
+            self._validate_transformer()
+
+    def _validate_transformer(self) -> None:
+        for name in ("heads", "mlp_dim", "patch_size"):
+            if getattr(self, name) is None or getattr(self, name) < 1:
+                raise ConfigError(name, f"a ViT needs a positive {name}, got {getattr(self, name)}")
+        _choice("pool", self.pool, POOLS)
+        _choice("pos_embed", self.pos_embed, POS_EMBEDS)
+        size = self.input_size
+        if self.model == "hybrid":
+            stride = HYBRID_STRIDE[self.stem]
+            if size % stride:
+                raise ConfigError("image_size", f"the {self.stem}-stem hybrid trunk downsamples {stride}x; {size} px is not a multiple")
+            size //= stride
+        if size % self.patch_size:
+            what = f"the {size}x{size} feature map" if self.model == "hybrid" else f"the {size} px images"
+            raise ConfigError("patch_size", f"{self.patch_size} does not divide {what} of {self.dataset}"
+                              f" (allowed: {', '.join(str(p) for p in divisors(size))})")
+        if self.width % self.heads:
+            raise ConfigError("heads", f"width {self.width} is not divisible by heads {self.heads}")
+        if self.pos_embed in ("learn2d", "sincos2d") and self.width % (4 if self.pos_embed == "sincos2d" else 2):
+            raise ConfigError("pos_embed", f"{self.pos_embed} needs a width divisible by "
+                              f"{4 if self.pos_embed == 'sincos2d' else 2}, got {self.width}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

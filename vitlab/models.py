@@ -1,43 +1,120 @@
-"""Models of a run, all built from timm's classes."""
+"""Models of a run, all built from timm's classes: ViT, BiT ResNet-v2 and hybrids."""
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
 from functools import partial
 
-from timm.layers import GroupNormAct, StdConv2d
+import torch
+from timm.layers import GroupNormAct, StdConv2d, StdConv2dSame
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer_hybrid import HybridEmbed
 from torch import nn
 
-from vitlab.config import RunConfig
 from vitlab.data import DATASETS
 
-
-def build_model(cfg: RunConfig) -> nn.Module:
-    spec = DATASETS[cfg.dataset]
-    if cfg.model == "vit":
-        return VisionTransformer(
-            img_size=spec.image_size, patch_size=cfg.patch_size, in_chans=spec.channels,
-            num_classes=spec.num_classes, embed_dim=cfg.width, depth=cfg.depth,
-            num_heads=cfg.heads, mlp_ratio=cfg.mlp_dim / cfg.width,
-            global_pool=cfg.pool, class_token=cfg.pool == "token")
-    if cfg.model == "resnet":
-        return _bit_resnet(cfg.depth, cfg.width, spec.channels, spec.num_classes)
-    raise ValueError(f"model: unknown {cfg.model!r}")
+# Bottleneck blocks per stage of the BiT / ImageNet ResNets, by depth.
+BIT_LAYERS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+STEMS = ("small", "imagenet")
+POS_EMBEDS = ("learn", "learn2d", "sincos2d", "none")
+# How much a hybrid's ResNet trunk downsamples: the small stem keeps full resolution and
+# stages 2 and 3 halve it; the ImageNet stem quarters it, then stages 2 and 3 halve it.
+HYBRID_STRIDE = {"small": 4, "imagenet": 16}
 
 
-def _bit_resnet(blocks_per_stage: int, width: int, in_chans: int, num_classes: int) -> ResNetV2:
-    """BiT-style ResNet-v2 (GroupNorm + weight standardisation) for small images.
+def resnet_depth_error(depth: int, stem: str) -> str | None:
+    """Why depth is not a valid ResNet depth for this stem, or None."""
+    if stem == "small" and (depth < 8 or (depth - 2) % 6):
+        return f"a small-stem ResNet has depth 6n+2 (8, 14, 20, 26, 32, 44, 56, ...), got {depth}"
+    if stem == "imagenet" and depth not in BIT_LAYERS:
+        return f"an ImageNet-stem ResNet has depth {', '.join(map(str, BIT_LAYERS))}, got {depth}"
+    return None
 
-    Three stages of pre-activation basic blocks at width, 2x and 4x channels.
+
+def create(model: str, image_size: int, channels: int, num_classes: int, depth: int, width: int,
+           heads: int | None = None, mlp_dim: int | None = None, patch_size: int | None = None,
+           pool: str | None = "token", pos_embed: str | None = "learn", pre_logits: bool | None = False,
+           stem: str | None = "small", cnn_depth: int | None = None, cnn_width: int | None = None) -> nn.Module:
+    """Build one model from architecture fields (already validated by RunConfig)."""
+    if model == "resnet":
+        return _resnet(depth, width, stem, channels, num_classes)
+    embed_layer = None
+    if model == "hybrid":
+        trunk = _resnet(cnn_depth, cnn_width, stem, channels, 0, hybrid=True)
+        embed_layer = partial(HybridEmbed, backbone=trunk)
+    vit = VisionTransformer(
+        img_size=image_size, patch_size=patch_size, in_chans=channels, num_classes=num_classes,
+        embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=mlp_dim / width,
+        global_pool=pool, class_token=pool == "token",
+        pos_embed="learn" if pos_embed in ("learn", "sincos2d") else "none",
+        **({"embed_layer": embed_layer} if embed_layer else {}))
+    grid = vit.patch_embed.grid_size
+    if pos_embed == "sincos2d":
+        table = build_sincos2d_pos_embed(list(grid), width).to(vit.pos_embed.device)
+        prefix = torch.zeros(1, vit.num_prefix_tokens, width, device=table.device)
+        vit.pos_embed = nn.Parameter(torch.cat([prefix, table[None]], 1), requires_grad=False)
+    elif pos_embed == "learn2d":
+        vit.patch_embed = LearnedPos2d(vit.patch_embed, grid, width)
+    if pre_logits:
+        # The paper's optional pre-logits layer (dense + tanh); timm's ViT dropped it.
+        vit.head = nn.Sequential(OrderedDict(pre_logits=nn.Linear(width, width), act=nn.Tanh(),
+                                             head=nn.Linear(width, num_classes)))
+    return vit
+
+
+class LearnedPos2d(nn.Module):
+    """Learned 2-D position embedding (paper Appendix D.4): a row and a column table of
+    D/2 each, concatenated per patch. timm has only 1-D learned tables, so it is written here
+    as a wrapper that adds it to the patch embedding's output."""
+
+    def __init__(self, patch_embed: nn.Module, grid: tuple[int, int], dim: int):
+        super().__init__()
+        self.inner = patch_embed
+        self.num_patches = patch_embed.num_patches
+        self.rows = nn.Parameter(torch.randn(grid[0], 1, dim // 2) * 0.02)
+        self.cols = nn.Parameter(torch.randn(1, grid[1], dim // 2) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.inner(x)
+        h, w = self.rows.shape[0], self.cols.shape[1]
+        table = torch.cat([self.rows.expand(h, w, -1), self.cols.expand(h, w, -1)], -1)
+        return tokens + table.reshape(1, h * w, -1)
+
+
+def _resnet(depth: int, width: int, stem: str, in_chans: int, num_classes: int, hybrid: bool = False) -> ResNetV2:
+    """BiT-style ResNet-v2 (GroupNorm + weight standardisation) through timm's ResNetV2.
+
+    small stem: CIFAR-style 6n+2 layers, three stages of basic blocks at width, 2x, 4x.
+    imagenet stem: BiT's bottleneck ResNets, stage widths 4x..32x the stem's.
+    A hybrid keeps the trunk only, with no head; with the ImageNet stem, stage 4's blocks
+    move into stage 3 as in the paper.
     """
-    model = ResNetV2(
-        layers=[blocks_per_stage] * 3, channels=(width, 2 * width, 4 * width),
-        num_classes=num_classes, in_chans=in_chans, stem_chs=width, basic=True, bottle_ratio=1.0,
-        conv_layer=StdConv2d,
-        norm_layer=partial(GroupNormAct, num_groups=math.gcd(32, width)))
-    # timm's stems all downsample 4x (7x7/2 conv + pool), which leaves nothing of a
-    # 28 px digit; a 3x3 stride-1 stem, as CIFAR ResNets use, keeps full resolution.
-    model.stem = nn.Sequential(OrderedDict(conv=StdConv2d(in_chans, width, 3, stride=1, padding=1)))
-    return model
+    trunk = {"num_classes": 0, "global_pool": ""} if hybrid else {"num_classes": num_classes}
+    if stem == "small":
+        n = (depth - 2) // 6
+        model = ResNetV2(
+            layers=[n] * 3, channels=(width, 2 * width, 4 * width),
+            in_chans=in_chans, stem_chs=width, basic=True, bottle_ratio=1.0, conv_layer=StdConv2d,
+            norm_layer=partial(GroupNormAct, num_groups=math.gcd(32, width)), **trunk)
+        # timm's stems all downsample 4x (7x7/2 conv + pool), which leaves nothing of a
+        # 28 px digit; a 3x3 stride-1 stem, as CIFAR ResNets use, keeps full resolution.
+        model.stem = nn.Sequential(OrderedDict(conv=StdConv2d(in_chans, width, 3, stride=1, padding=1)))
+        return model
+    layers = BIT_LAYERS[depth]
+    if hybrid:
+        return ResNetV2(layers=(*layers[:2], layers[2] + layers[3]), channels=tuple(width * 4 * 2 ** i for i in range(3)),
+                        in_chans=in_chans, stem_chs=width, preact=False, stem_type="same",
+                        conv_layer=StdConv2dSame, **trunk)
+    return ResNetV2(layers=layers, channels=tuple(width * 4 * 2 ** i for i in range(4)), in_chans=in_chans,
+                    stem_chs=width, stem_type="fixed", conv_layer=StdConv2d,
+                    norm_layer=partial(GroupNormAct, num_groups=math.gcd(32, width)), **trunk)
+
+
+def build_model(cfg) -> nn.Module:
+    """The model of a run (a RunConfig), shaped for its dataset, initialised from its seed."""
+    spec = DATASETS[cfg.dataset]
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(cfg.seed)
+        return create(image_size=cfg.input_size, channels=spec.channels, num_classes=spec.num_classes, **cfg.arch())

@@ -131,7 +131,7 @@ def _check_keys(where: str, label: str, spec: dict, allowed) -> None:
 
 
 def _short(values: dict, base: dict) -> str:
-    changed = {k: v for k, v in values.items() if base.get(k) != v} or values
+    changed = {k: v for k, v in values.items() if base.get(k) != v and v is not None} or values
     return ", ".join(f"{k}={v}" for k, v in changed.items())
 
 

@@ -59,6 +59,12 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
     return padded[batch, chan, rows, cols]
 
 
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of uint8 images, kept uint8."""
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
 def normalise(x: torch.Tensor, split: data.Split) -> torch.Tensor:
     return (x.float() / 255 - split.mean) / split.std
 
@@ -90,8 +96,10 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
     x_train = split.train_images[idx].to(device)
     y_train = split.train_labels[idx].to(device)
     x_test, y_test = split.test_images.to(device), split.test_labels.to(device)
+    if cfg.input_size != spec.image_size:  # resized once, not per step
+        x_train, x_test = (resize(x, cfg.input_size) for x in (x_train, x_test))
 
-    flops_per_image = forward_flops(model, (spec.channels, spec.image_size, spec.image_size))
+    flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
     batch_size = min(cfg.batch_size, cfg.train_size)
     steps_per_epoch = cfg.train_size // batch_size  # drop the ragged last batch
     total_steps = cfg.steps or cfg.epochs * steps_per_epoch
@@ -101,7 +109,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    pad = max(1, spec.image_size // 14)
+    pad = max(1, cfg.input_size // 14)
 
     history, status, steps = [], "ok", 0
     model.train()
