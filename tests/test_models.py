@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import timm
 import torch
@@ -5,7 +7,8 @@ import torch
 from vitlab.config import RunConfig
 from vitlab.flops import forward_flops, n_params
 from vitlab.models import build_model, create
-from vitlab.presets import PRESETS, table
+from vitlab.cli import main
+from vitlab.presets import PRESETS
 from vitlab.train import fit
 
 
@@ -106,8 +109,9 @@ def test_resnets_and_hybrids_have_the_expected_shapes():
     assert small(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
-def test_models_table_lists_every_preset():
-    rows = {r["name"]: r for r in table()}
+def test_models_command_lists_every_preset(capsys):
+    assert main(["models", "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == set(PRESETS)
     assert rows["vit-b/16"]["layers"] == 12 and rows["vit-b/16"]["hidden"] == 768
     assert 85 < rows["vit-b/16"]["params_m"] < 88 and 34 < rows["vit-b/16"]["gflops"] < 36
