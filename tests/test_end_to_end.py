@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 import nbformat
 import pandas as pd
