@@ -41,7 +41,7 @@ def test_resnet_drops_vit_only_fields():
     ({"pool": "max"}, "pool", "not one of token, avg"),
     ({"warmup": 1.5}, "warmup", "[0, 1)"),
     ({"label_smoothing": 1.0}, "label_smoothing", "[0, 1)"),
-    ({"steps": 0}, "steps", ">= 1"),
+    ({"steps": -1}, "steps", ">= 0"),
     ({"preset": "vit-xl/16"}, "preset", "unknown preset"),
     ({"preset": "vit-b/16"}, "patch_size", "16 does not divide the 28 px images"),
     ({"model": "resnet", "depth": 10}, "depth", "6n+2"),

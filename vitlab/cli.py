@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from vitlab import results
@@ -18,15 +19,55 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     from vitlab import sweep
 
     plan = sweep.load_plan(args.params)  # validates every run before anything trains
+    shard = sweep.parse_shard(args.shard) if args.shard else (0, 1)
+    if args.dry_run:
+        return dry_run(plan, sweep.shard(plan.runs, *shard), args.workers)
     out = _results_dir(args, plan)
-    print(f"{plan.name}: {len(plan.runs)} runs into {out}", file=sys.stderr)
-    counts = sweep.execute(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast)
+    print(f"{plan.name}: {len(plan.runs)} runs into {out}"
+          + (f", shard {args.shard}: {len(sweep.shard(plan.runs, *shard))} of them" if args.shard else ""),
+          file=sys.stderr)
+    counts = sweep.execute(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
+                           shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels)
     print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
     if render_report:
         from vitlab import report
 
         print(f"report: {report.render(out)}", file=sys.stderr)
     return 1 if counts.get("failed") else 0
+
+
+def dry_run(plan, runs, workers: int) -> int:
+    """Print each run's parameters, size, compute and estimated time; train nothing."""
+    import pandas as pd
+
+    from vitlab import estimate
+
+    estimates = estimate.estimate(runs)
+    configs = [cfg.to_dict() for cfg in runs]
+    usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
+    table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
+                           "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
+                           "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds)}
+                          for cfg, e in zip(runs, estimates)]).to_string(index=False).splitlines()
+    print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
+    print(table[0] + "  differs from the usual values")
+    for line, values in zip(table[1:], configs):
+        print(line + "  " + (", ".join(f"{k}={v}" for k, v in values.items()
+                                       if json.dumps(v) != usual[k] and v is not None) or "-"))
+    total = estimate.STARTUP_S + sum(e.seconds for e in estimates) / workers
+    print(f"{plan.name}: {len(runs)} runs, {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
+          f"estimated {_duration(total)} on this machine"
+          + (f" with {workers} workers" if workers > 1 else "")
+          + " (training calibrated here)")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def cmd_report(args) -> int:
@@ -76,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", help="results directory (default: reports/NAME)")
         p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
         p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+        p.add_argument("--dry-run", action="store_true",
+                       help="validate and print the plan with params, FLOPs and estimated time; train nothing")
+        p.add_argument("--shard", metavar="I/N",
+                       help="run only the I-th of N disjoint slices (I from 0, as a SLURM array task id)")
+        p.add_argument("--workers", type=int, default=1, metavar="K",
+                       help="run K notebooks at once (one GPU each when there are several)")
+        p.add_argument("--fresh-kernels", action="store_true",
+                       help="start a new kernel for every run (default: reuse one, namespace cleared)")
         p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))
 
     p = sub.add_parser("report", help="render notebooks/report.ipynb on a results directory to HTML")

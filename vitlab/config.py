@@ -51,7 +51,7 @@ class RunConfig:
     image_size: int | None = None  # None: the dataset's own; else images are resized once
     train_size: int = 4000
     epochs: int = 10
-    steps: int | None = None  # a step budget; when set it replaces epochs
+    steps: int | None = None  # a step budget; when set it replaces epochs (0: no training)
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -101,8 +101,8 @@ class RunConfig:
             raise ConfigError("train_size", f"needs at least one image per class ({spec.num_classes}), got {self.train_size}")
         if self.lr <= 0:
             raise ConfigError("lr", f"must be > 0, got {self.lr}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError("steps", f"must be >= 1 or null (use epochs), got {self.steps}")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError("steps", f"must be >= 0 (0: evaluate at initialisation) or null (use epochs), got {self.steps}")
         if self.weight_decay < 0:
             raise ConfigError("weight_decay", f"must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup < 1:

@@ -128,3 +128,13 @@ def summary(df: pd.DataFrame) -> str:
         lines.append("Runs that did not finish are left out of the figures:")
         lines += [f"- `{r.run_id}` ({r.model}, {r.status}): {r.error}" for r in bad.itertuples()]
     return "\n".join(lines)
+
+
+def training_curve(history: list[dict], title: str) -> Missing | None:
+    """Draw training loss and accuracy per epoch of one run; a note instead when it never trained."""
+    if not history:
+        return Missing("no training steps, so no training curve")
+    long = pd.DataFrame(history).melt("epoch", ["train_loss", "train_accuracy"])
+    ax = sns.lineplot(data=long, x="epoch", y="value", hue="variable", marker="o")
+    ax.set(title=title, ylabel="")
+    return None

@@ -1,9 +1,12 @@
 """Sweeps: expand and validate a params file, then run each config as a papermill execution."""
 from __future__ import annotations
 
+import contextlib
 import itertools
+import queue
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from vitlab import PROJECT_ROOT, notebook, results
+from vitlab.claims import Claims
 from vitlab.config import ConfigError, RunConfig
 
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
@@ -75,7 +79,7 @@ def load_plan(path: str | Path) -> Plan:
         _check_keys(where, label, block, BLOCK_KEYS)
         seen: set[str] = set()
         for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
-            desc = f"{label} run {j + 1} ({_short(values, base)})"
+            desc = f"{label} run {j + 1} ({describe(values, base)})"
             try:
                 cfg = RunConfig.from_dict(values)
             except ConfigError as e:
@@ -130,44 +134,124 @@ def _check_keys(where: str, label: str, spec: dict, allowed) -> None:
             raise SweepError(f"{where}: {label}: unknown key {key!r} (allowed: {', '.join(allowed)})")
 
 
-def _short(values: dict, base: dict) -> str:
+def describe(values: dict, base: dict) -> str:
+    """The fields of values that differ from base, as k=v text."""
     changed = {k: v for k, v in values.items() if base.get(k) != v and v is not None} or values
     return ", ".join(f"{k}={v}" for k, v in changed.items())
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N): the I-th of N slices, I counted from 0 as SLURM array task ids are."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m[1]) < int(m[2]):
+        raise SweepError(f"--shard: {text!r} must be I/N with 0 <= I < N, e.g. 0/4")
+    return int(m[1]), int(m[2])
+
+
+def shard(runs: tuple[RunConfig, ...], index: int, count: int) -> tuple[RunConfig, ...]:
+    """Every count-th run from index: disjoint slices that together cover the plan, each balanced."""
+    return runs[index::count]
+
+
 def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = True,
-            retry_failed: bool = False, fail_fast: bool = False) -> dict[str, int]:
-    """Run every planned config not yet recorded; returns counts by outcome."""
+            retry_failed: bool = False, fail_fast: bool = False,
+            shard_spec: tuple[int, int] = (0, 1), workers: int = 1,
+            fresh_kernels: bool = False) -> dict[str, int]:
+    """Run every planned config (of this shard) not yet recorded; returns counts by outcome.
+
+    Runs already recorded in results_dir, by this sweep or any other, are skipped, and
+    runs claimed by another live sweep on the same directory are left to it ("busy").
+    """
+    if workers < 1:
+        raise SweepError(f"--workers: {workers} must be >= 1")
     results_dir = Path(results_dir or plan.default_results_dir()).resolve()
     notebooks_dir = results_dir / "notebooks"
     notebooks_dir.mkdir(parents=True, exist_ok=True)
-    counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
-    bar = tqdm(plan.runs, desc=plan.name, unit="run", disable=not progress)
-    for cfg in bar:
-        done = results.read(results_dir, cfg.run_id)
-        if done and not (retry_failed and done["status"] == "failed"):
-            counts["skipped"] += 1
-            continue
+    runs = shard(plan.runs, *shard_spec)
+    counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
+    kernels = _kernels(plan, workers, fresh_kernels)
+    bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
+
+    def run_one(cfg: RunConfig) -> tuple[RunConfig, str, dict | None, float]:
+        if not _wanted(results.read(results_dir, cfg.run_id), retry_failed):
+            return cfg, "skipped", None, 0.0
+        if not claims.acquire(cfg.run_id):
+            return cfg, "busy", None, 0.0
         started = time.perf_counter()
+        kernel = kernels.get()
         try:
-            notebook.execute(plan.notebook, notebooks_dir / f"{cfg.run_id}.ipynb",
-                             {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False})
-            record = results.read(results_dir, cfg.run_id)
-            if record is None:
-                raise RuntimeError("the notebook finished without writing a record")
-        except Exception as e:  # a failed run is recorded; the sweep goes on
-            error = _one_line(e)
-            record = results.make_record(cfg, status="failed", error=error)
-            results.write(results_dir, record)
-            if fail_fast:
+            # Finished between our first look and the claim, by a sweep that has since let go.
+            if not _wanted(results.read(results_dir, cfg.run_id), retry_failed):
+                return cfg, "skipped", None, 0.0
+            return cfg, "ran", _train(plan, cfg, results_dir, notebooks_dir, kernel), time.perf_counter() - started
+        finally:
+            kernels.put(kernel)
+            claims.release(cfg.run_id)
+
+    with Claims(results_dir) as claims, contextlib.ExitStack() as stack:
+        for kernel in list(kernels.queue):
+            stack.enter_context(kernel)
+        for cfg, outcome, record, seconds in _map(run_one, runs, workers):
+            bar.update()
+            if outcome != "ran":
+                counts[outcome] += 1
+                continue
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+            accuracy = record.get("test_accuracy")
+            bar.write(f"{cfg.run_id} {record['status']:>8} {describe(cfg.to_dict(), RunConfig().to_dict())}"
+                      + (f"  acc={accuracy:.3f}" if accuracy is not None else "") + f"  ({seconds:.1f} s)")
+            if fail_fast and record["status"] == "failed":
                 bar.close()
-                raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {error}") from None
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-        accuracy = record.get("test_accuracy")
-        bar.write(f"{cfg.run_id} {record['status']:>8} {_short(cfg.to_dict(), RunConfig().to_dict())}"
-                  + (f"  acc={accuracy:.3f}" if accuracy is not None else "")
-                  + f"  ({time.perf_counter() - started:.1f} s)")
+                raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
+    bar.close()
     return counts
+
+
+def _wanted(record: dict | None, retry_failed: bool) -> bool:
+    return record is None or (retry_failed and record["status"] == "failed")
+
+
+def _train(plan: Plan, cfg: RunConfig, results_dir: Path, notebooks_dir: Path, kernel: notebook.Kernel) -> dict:
+    """One papermill execution of the plan's notebook; its record, or a failed record on error."""
+    try:
+        kernel.execute(plan.notebook, notebooks_dir / f"{cfg.run_id}.ipynb",
+                       {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False})
+        record = results.read(results_dir, cfg.run_id)
+        if record is None:
+            raise RuntimeError("the notebook finished without writing a record")
+        return record
+    except Exception as e:  # a failed run is recorded; the sweep goes on
+        record = results.make_record(cfg, status="failed", error=_one_line(e))
+        results.write(results_dir, record)
+        return record
+
+
+def _map(fn, items, workers: int):
+    """fn over items, yielding results as they finish; in this thread when workers == 1
+    so that Ctrl-C stops the run in progress at once."""
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:  # each run is its own kernel process
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _kernels(plan: Plan, workers: int, fresh: bool) -> queue.Queue:
+    """One kernel per worker; each its own GPU when there are several GPUs and several workers."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    kernels: queue.Queue = queue.Queue()
+    for k in range(workers):
+        env = {"CUDA_VISIBLE_DEVICES": str(k % gpus)} if workers > 1 and gpus > 1 else None
+        kernels.put(notebook.Kernel(plan.notebook.parent, env, fresh))
+    return kernels
 
 
 def _one_line(e: Exception) -> str:

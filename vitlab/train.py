@@ -83,6 +83,32 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, split
     return correct.item() / len(images)
 
 
+def budget(cfg: RunConfig) -> tuple[int, int, int]:
+    """A run's batch size, steps per epoch and total training steps."""
+    batch_size = min(cfg.batch_size, cfg.train_size)
+    steps_per_epoch = cfg.train_size // batch_size  # drop the ragged last batch
+    return batch_size, steps_per_epoch, cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig, total_steps: int):
+    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup_steps = round(cfg.warmup * total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps))
+
+
+def step(model, optimizer, scheduler, accelerator: Accelerator, x: torch.Tensor, y: torch.Tensor,
+         label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a normalised batch; the logits and the loss, on the device."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return logits, loss
+
+
 def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
         accelerator: Accelerator | None = None) -> TrainResult:
     """Train model as cfg says, then evaluate it on the dataset's fixed test split."""
@@ -100,13 +126,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
         x_train, x_test = (resize(x, cfg.input_size) for x in (x_train, x_test))
 
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
-    batch_size = min(cfg.batch_size, cfg.train_size)
-    steps_per_epoch = cfg.train_size // batch_size  # drop the ragged last batch
-    total_steps = cfg.steps or cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup * total_steps)
-
-    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps))
+    batch_size, steps_per_epoch, total_steps = budget(cfg)
+    optimizer, scheduler = make_optimizer(model, cfg, total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     pad = max(1, cfg.input_size // 14)
@@ -127,13 +148,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
             xb, yb = x_train[b], y_train[b]
             if cfg.augment:
                 xb = random_crop(xb, pad, generator)
-            logits = model(normalise(xb, split))
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
+            logits, loss = step(model, optimizer, scheduler, accelerator,
+                                normalise(xb, split), yb, cfg.label_smoothing)
             loss_sum += loss.detach()
             correct += (logits.argmax(1) == yb).sum()
             steps += 1
