@@ -78,3 +78,25 @@ def test_cli_rejects_bad_params_before_training(tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "sweeps[1] run 2 (patch_size=5)" in lines[0] and str(p) in lines[0]
     assert not out.exists()
+
+
+def test_shards_are_disjoint_and_cover_the_plan(tmp_path):
+    from vitlab.sweep import shard
+
+    p = tmp_path / "s.yaml"
+    p.write_text(BASE + "grid: {depth: [1, 2, 3], seed: [0, 1, 2, 3, 4]}\n")
+    runs = load_plan(p).runs
+    slices = [shard(runs, i, 4) for i in range(4)]
+    ids = [c.run_id for s in slices for c in s]
+    assert sorted(ids) == sorted(c.run_id for c in runs) and len(set(ids)) == 15
+    assert [len(s) for s in slices] == [4, 4, 4, 3]
+    assert shard(runs, 2, 4) == shard(load_plan(p).runs, 2, 4)  # deterministic
+
+
+@pytest.mark.parametrize("text", ["4/4", "1", "a/b", "-1/2", "1/0", "0/2/3"])
+def test_bad_shard_is_refused(text):
+    from vitlab.sweep import parse_shard
+
+    with pytest.raises(SweepError, match="--shard: .* must be I/N"):
+        parse_shard(text)
+    assert parse_shard(" 3 / 8 ") == (3, 8)

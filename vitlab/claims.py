@@ -91,6 +91,12 @@ class Claims:
             return True
         return False
 
+    def clear_stale(self, run_id: str) -> None:
+        """Remove a dead process's claim on a run that needs no claim (it is recorded)."""
+        path = lock_path(self.results_dir, run_id)
+        if path.exists() and holder(self.results_dir, run_id) is None:
+            path.unlink(missing_ok=True)
+
     def release(self, run_id: str) -> None:
         with self._mutex:
             self.held.discard(run_id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import queue
 import re
 import time
@@ -174,6 +175,7 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
 
     def run_one(cfg: RunConfig) -> tuple[RunConfig, str, dict | None, float]:
         if not _wanted(results.read(results_dir, cfg.run_id), retry_failed):
+            claims.clear_stale(cfg.run_id)  # left by a sweep killed between record and release
             return cfg, "skipped", None, 0.0
         if not claims.acquire(cfg.run_id):
             return cfg, "busy", None, 0.0
@@ -243,13 +245,17 @@ def _map(fn, items, workers: int):
 
 
 def _kernels(plan: Plan, workers: int, fresh: bool) -> queue.Queue:
-    """One kernel per worker; each its own GPU when there are several GPUs and several workers."""
+    """One kernel per worker: each its own GPU when there are several, else a share of the CPU cores."""
     import torch
 
     gpus = torch.cuda.device_count()
     kernels: queue.Queue = queue.Queue()
     for k in range(workers):
-        env = {"CUDA_VISIBLE_DEVICES": str(k % gpus)} if workers > 1 and gpus > 1 else None
+        env = None
+        if workers > 1 and gpus > 1:
+            env = {"CUDA_VISIBLE_DEVICES": str(k % gpus)}
+        elif workers > 1:  # K kernels each using every core would thrash
+            env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
         kernels.put(notebook.Kernel(plan.notebook.parent, env, fresh))
     return kernels
 

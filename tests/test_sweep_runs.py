@@ -1,0 +1,117 @@
+"""Sweeps under stress: SIGKILL and resume, shards and duplicate sweeps at once, workers, kernel reuse."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vitlab import results, sweep
+
+pytestmark = pytest.mark.slow
+# Each run trains about a second on a CPU, so a sweep can be caught part-way.
+PARAMS = """
+name: stress
+base: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 4, train_size: 512,
+       steps: 100, batch_size: 64}
+grid: {seed: [0, 1, 2, 3, 4, 5]}
+"""
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "stress.yaml"
+    path.write_text(PARAMS)
+    return path
+
+
+def start(params, out, *extra, threads=None):
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    return subprocess.Popen([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--results", str(out),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def recorded(out) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in results.runs_dir(out).glob("*.json")}
+
+
+def trained(stdout: str) -> set[str]:
+    """Run ids a sweep process reports (one line each on stdout) having trained."""
+    return set(re.findall(r"^([0-9a-f]{12}) +ok ", stdout, re.M))
+
+
+def leftovers(out) -> list[str]:
+    return [p.name for p in results.runs_dir(out).iterdir() if p.suffix in (".lock", ".tmp")]
+
+
+def test_sigkill_part_way_then_rerun_finishes_without_retraining(params, tmp_path):
+    out = tmp_path / "res"
+    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    proc = start(params, out)
+    deadline = time.time() + 180
+    while len(recorded(out)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert len(recorded(out)) >= 2, proc.communicate()[1]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # the kernel notices its parent is gone within a second and exits
+    before = recorded(out)
+    assert 2 <= len(before) < len(planned), "the kill came too late to test anything"
+
+    rerun = start(params, out)
+    log, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    after = recorded(out)
+    assert set(after) == planned and len(list(results.runs_dir(out).glob("*.json"))) == len(planned)
+    assert all(r["status"] == "ok" for r in after.values())
+    for run_id, record in before.items():  # nothing finished was trained again
+        assert after[run_id]["finished_at"] == record["finished_at"]
+    assert trained(log) == planned - set(before)
+    assert f"{len(before)} skipped" in err
+    assert leftovers(out) == []
+
+
+def test_two_shards_at_once_fill_the_grid_once(params, tmp_path):
+    out = tmp_path / "res"
+    procs = [start(params, out, "--shard", f"{i}/2", threads=1) for i in range(2)]
+    logs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    done = [trained(log) for log, _ in logs]
+    assert done[0] | done[1] == planned and not done[0] & done[1] and len(done[0]) == len(done[1]) == 3
+    assert set(recorded(out)) == planned  # every file parses as whole JSON
+    assert len(list((out / "notebooks").glob("*.ipynb"))) == len(planned)
+    assert leftovers(out) == []
+
+
+def test_the_same_sweep_twice_at_once_trains_each_run_once(params, tmp_path):
+    out = tmp_path / "res"
+    procs = [start(params, out, threads=1) for _ in range(2)]
+    logs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    done = [trained(log) for log, _ in logs]
+    assert done[0] | done[1] == planned and not done[0] & done[1]
+    assert set(recorded(out)) == planned
+
+
+def test_workers_share_the_sweep(params, tmp_path):
+    plan = sweep.load_plan(params)
+    counts = sweep.execute(plan, tmp_path / "res", progress=False, workers=2)
+    assert counts["ok"] == len(plan.runs)
+    assert set(recorded(tmp_path / "res")) == {c.run_id for c in plan.runs}
+
+
+def test_a_reused_kernel_gives_the_fresh_kernel_results(params, tmp_path):
+    plan = sweep.load_plan(params)
+    for name, fresh in (("reused", False), ("fresh", True)):
+        assert sweep.execute(plan, tmp_path / name, progress=False, shard_spec=(1, 3),
+                             fresh_kernels=fresh)["ok"] == 2
+    reused, new = recorded(tmp_path / "reused"), recorded(tmp_path / "fresh")
+    assert set(reused) == set(new)
+    for run_id, record in new.items():  # bitwise on CPU: same loss and accuracy
+        assert (reused[run_id]["train_loss"], reused[run_id]["test_accuracy"]) == \
+               (record["train_loss"], record["test_accuracy"])
