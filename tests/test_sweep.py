@@ -100,3 +100,13 @@ def test_bad_shard_is_refused(text):
     with pytest.raises(SweepError, match="--shard: .* must be I/N"):
         parse_shard(text)
     assert parse_shard(" 3 / 8 ") == (3, 8)
+
+
+def test_cli_refuses_bad_shard_and_workers_in_one_line(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(BASE)
+    for args, field in ((["--shard", "2/2"], "--shard"), (["--workers", "0"], "--workers")):
+        proc = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(p), "--results", str(tmp_path / "r"),
+                               *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
+        assert not (tmp_path / "r" / "runs").exists()

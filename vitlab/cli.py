@@ -20,6 +20,8 @@ def cmd_sweep(args, render_report: bool = False) -> int:
 
     plan = sweep.load_plan(args.params)  # validates every run before anything trains
     shard = sweep.parse_shard(args.shard) if args.shard else (0, 1)
+    if args.workers < 1:
+        raise SweepError(f"--workers: {args.workers} must be >= 1")
     if args.dry_run:
         return dry_run(plan, sweep.shard(plan.runs, *shard), args.workers)
     out = _results_dir(args, plan)

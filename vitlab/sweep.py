@@ -163,8 +163,6 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     Runs already recorded in results_dir, by this sweep or any other, are skipped, and
     runs claimed by another live sweep on the same directory are left to it ("busy").
     """
-    if workers < 1:
-        raise SweepError(f"--workers: {workers} must be >= 1")
     results_dir = Path(results_dir or plan.default_results_dir()).resolve()
     notebooks_dir = results_dir / "notebooks"
     notebooks_dir.mkdir(parents=True, exist_ok=True)
