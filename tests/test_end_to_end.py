@@ -2,6 +2,7 @@
 import ast
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,27 @@ def test_run_executes_each_run_and_renders_the_report(swept):
     assert html.count("<img") >= 5 and "data:image/png;base64" in html
     assert "def " not in html and "import " not in html  # no code cells by default
     assert "7 ok" in proc.stderr
+    assert sorted(p.stem for p in (out / "weights").glob("*.pt")) == sorted(df["run_id"])
+    # The look inside the best ViT, with the paper's neighbour-vs-distant figure beside its grid.
+    assert "Inside the best ViT" in html and re.search(
+        r"neighbouring patches' position embeddings: <strong>-?[\d.]+</strong>; of distant patches "
+        r"\(at least half the grid apart\): <strong>-?[\d.]+</strong>", html)
+    assert "run params/pos_embed.yaml to fill this section" in html
+
+
+def test_inspect_notebook_draws_a_run(swept):
+    out, _, _ = swept
+    df = results.load(out)
+    run_id = df[df["model"] == "vit"]["run_id"].iloc[0]
+    executed = out.parent / "inspect.ipynb"
+    subprocess.run(["papermill", str(PROJECT_ROOT / "notebooks" / "inspect.ipynb"), str(executed),
+                    "-p", "results_dir", str(out), "-p", "run_id", run_id], check=True, capture_output=True)
+    nb = nbformat.read(executed, 4)
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 4  # filters, position similarity, attention distance, rollout
+    texts = [o["data"].get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []) if "data" in o]
+    assert any(t.startswith(f"Run `{run_id}`") for t in texts)
+    assert any(t.startswith("Mean cosine similarity of neighbouring patches") for t in texts)
 
 
 def test_results_command_prints_one_row_per_run(swept):

@@ -73,6 +73,7 @@ class LearnedPos2d(nn.Module):
         super().__init__()
         self.inner = patch_embed
         self.num_patches = patch_embed.num_patches
+        self.grid_size = patch_embed.grid_size
         self.rows = nn.Parameter(torch.randn(grid[0], 1, dim // 2) * 0.02)
         self.cols = nn.Parameter(torch.randn(1, grid[1], dim // 2) * 0.02)
 

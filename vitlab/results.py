@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from vitlab import PROJECT_ROOT
 from vitlab.config import RunConfig
@@ -67,6 +68,43 @@ def write(results_dir: str | Path, record: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def weights_path(results_dir: str | Path, run_id: str) -> Path:
+    return Path(results_dir) / "weights" / f"{run_id}.pt"
+
+
+def save_weights(results_dir: str | Path, run_id: str, model: torch.nn.Module) -> Path:
+    """The trained model's state dict, written atomically beside the records (tensors only)."""
+    path = weights_path(results_dir, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.nn.Module]:
+    """A recorded run's config and its trained model, in eval mode on the CPU."""
+    from vitlab.models import build_model
+
+    record = read(results_dir, run_id)
+    if record is None:
+        raise FileNotFoundError(f"{record_path(results_dir, run_id)}: no record of run {run_id}")
+    path = weights_path(results_dir, run_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: run {run_id} has no saved weights (status {record['status']})")
+    cfg = RunConfig.from_dict({f.name: record[f.name] for f in fields(RunConfig)})
+    model = build_model(cfg)
+    # weights_only: loading never runs code from the file.
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return cfg, model.eval()
+
+
+def best_run(df: pd.DataFrame, model: str | None = "vit") -> str | None:
+    """The run id of the most accurate successful run (of one family), or None."""
+    ok = df[(df["status"] == "ok") & (df["model"] == model if model else True)]
+    return None if ok.empty else ok.loc[ok["test_accuracy"].idxmax(), "run_id"]
 
 
 def read(results_dir: str | Path, run_id: str) -> dict | None:
