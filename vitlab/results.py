@@ -17,6 +17,7 @@ from vitlab.config import RunConfig
 
 # The columns every record has, in display order; config fields follow run_id and status.
 METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "test_accuracy",
+           "fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe",
            "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s")
 COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
            "device", "error", "finished_at")
@@ -46,6 +47,7 @@ def make_record(cfg: RunConfig, result=None, status: str | None = None, error: s
             if hasattr(result, name):
                 record[name] = getattr(result, name)
         record["train_exaflops"] = result.train_flops / 1e18
+        record.update(result.transfer)
     record["device"] = result.device if result is not None else None
     record["error"] = error if error is not None else getattr(result, "error", None)
     record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

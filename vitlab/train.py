@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vitlab import data
+from vitlab import evaluate as evaluation
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 
@@ -33,6 +34,7 @@ class TrainResult:
     images_per_s: float
     device: str
     history: list[dict] = field(default_factory=list)  # one row per epoch
+    transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
 
 
@@ -59,16 +61,6 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
     return padded[batch, chan, rows, cols]
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of uint8 images, kept uint8."""
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
-
-
-def normalise(x: torch.Tensor, split: data.Split) -> torch.Tensor:
-    return (x.float() / 255 - split.mean) / split.std
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, split: data.Split,
              batch_size: int = 500) -> float:
@@ -77,7 +69,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, split
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=images.device)
     for i in range(0, len(images), batch_size):
-        logits = model(normalise(images[i:i + batch_size], split))
+        logits = model(data.normalise(images[i:i + batch_size], split))
         correct += (logits.argmax(1) == labels[i:i + batch_size]).sum()
     model.train(was_training)
     return correct.item() / len(images)
@@ -123,7 +115,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
     y_train = split.train_labels[idx].to(device)
     x_test, y_test = split.test_images.to(device), split.test_labels.to(device)
     if cfg.input_size != spec.image_size:  # resized once, not per step
-        x_train, x_test = (resize(x, cfg.input_size) for x in (x_train, x_test))
+        x_train, x_test = (data.resize(x, cfg.input_size) for x in (x_train, x_test))
 
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
     batch_size, steps_per_epoch, total_steps = budget(cfg)
@@ -149,7 +141,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
             if cfg.augment:
                 xb = random_crop(xb, pad, generator)
             logits, loss = step(model, optimizer, scheduler, accelerator,
-                                normalise(xb, split), yb, cfg.label_smoothing)
+                                data.normalise(xb, split), yb, cfg.label_smoothing)
             loss_sum += loss.detach()
             correct += (logits.argmax(1) == yb).sum()
             steps += 1
@@ -168,6 +160,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
     train_time = time.perf_counter() - train_started
     images_seen = steps * batch_size
     test_accuracy = evaluate(model, x_test, y_test, split) if status == "ok" else None
+    transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
         status=status, test_accuracy=test_accuracy,
         train_loss=history[-1]["train_loss"] if history else None,
@@ -176,5 +169,5 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
         train_steps=steps, images_seen=images_seen, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started,
         images_per_s=images_seen / train_time if train_time > 0 else 0.0,
-        device=str(device), history=history,
+        device=str(device), history=history, transfer=transfer,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
