@@ -91,7 +91,7 @@ def test_inspect_notebook_draws_a_run(swept):
     subprocess.run(["papermill", str(PROJECT_ROOT / "notebooks" / "inspect.ipynb"), str(executed),
                     "-p", "results_dir", str(out), "-p", "run_id", run_id], check=True, capture_output=True)
     nb = nbformat.read(executed, 4)
-    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "data:image/png" in o.get("data", {}).get("text/html", "")]
     assert len(images) == 4  # filters, position similarity, attention distance, rollout
     texts = [o["data"].get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []) if "data" in o]
     assert any(t.startswith(f"Run `{run_id}`") for t in texts)
@@ -144,9 +144,14 @@ def test_report_opens_in_chromium_with_every_figure_and_no_network(swept):
         page = browser.new_page()
         page.on("request", lambda r: requests.append(r.url))
         page.goto((out / "report.html").as_uri(), wait_until="load")
-        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+        captions = page.eval_on_selector_all("figcaption", "els => els.map(e => e.textContent)")
+        claims = page.eval_on_selector_all("table", "els => els.map(e => e.textContent)")
         title = page.title()
         browser.close()
     assert title == "vitlab report"
-    assert len(images) >= 5 and all(done and width > 100 for done, width in images)
+    assert len(images) >= 5 and all(done and width > 100 for done, width, _ in images)
+    assert all(len(alt) > 30 and "No description" not in alt for _, _, alt in images)  # real alt text
+    assert len(captions) == len(images) and all("paper" in c for c in captions)
+    assert any("ResNets beat ViTs on the smallest training sets" in t and "not enough runs" in t for t in claims)
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []

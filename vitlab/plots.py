@@ -1,20 +1,27 @@
-"""Report figures: which runs form a study, and how to draw it."""
+"""Report and notebook figures, each a function of the results DataFrame or of one model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+import base64
+import html
+import io
+
+import matplotlib.figure
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vitlab.config import RunConfig
+from vitlab.studies import ok_runs, one_factor_study
 
-CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
-# Axes that a sweep moves together with another (a width sweep also scales heads
-# and MLP size), so they do not split that axis's study into one-point groups.
-COUPLED = {"width": ("heads", "mlp_dim")}
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
           "patch_size": "patch size (px)", "train_size": "training images"}
+AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
+# A four-parameter law needs a fifth point before its fit says anything.
+MIN_FIT_POINTS = 5
+METRIC_LABELS = {"test_accuracy": "test accuracy", "fewshot_10": "10-shot linear accuracy (transfer)",
+                 "linear_probe": "linear probe accuracy (transfer)"}
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -28,54 +35,72 @@ class Missing:
         return f"*{self.message}*"
 
 
-def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
-    out = df[df["status"] == "ok"].copy()
-    out["test_error"] = 1 - out["test_accuracy"]
-    return out
+@dataclass
+class Figure:
+    """A figure as the report shows it: the image with alt text, and a caption under it."""
+    fig: matplotlib.figure.Figure
+    alt: str
+    caption: str = ""
+
+    def _repr_html_(self) -> str:
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+        png = base64.b64encode(buffer.getvalue()).decode()
+        caption = f"<figcaption>{html.escape(self.caption)}</figcaption>" if self.caption else ""
+        return (f'<figure><img src="data:image/png;base64,{png}" alt="{html.escape(self.alt)}" '
+                f'style="max-width:100%"/>{caption}</figure>')
 
 
-def one_factor_study(df: pd.DataFrame, axis: str, model: str | None = None) -> pd.DataFrame:
-    """The largest set of successful runs that differ only in `axis` (and seed).
-
-    Runs are grouped by every other config field; the group that spans the most
-    values of `axis` is the study. Seeds stay in, so repeated runs give error bars.
-    """
-    runs = ok_runs(df)
-    if model is not None:
-        runs = runs[runs["model"] == model]
-    keys = [f for f in CONFIG_FIELDS if f not in (axis, "seed", *COUPLED.get(axis, ()))]
-    best = None
-    for _, group in runs.groupby(keys, dropna=False, sort=False):
-        score = (group[axis].nunique(), len(group))
-        if best is None or score > best[0]:
-            best = (score, group)
-    if best is None or best[0][0] < 2:
-        return runs.iloc[:0]
-    return best[1].sort_values(axis)
-
-
-def _figure(title: str):
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def _figure(title: str, size=(6.4, 4.2)):
+    fig, ax = plt.subplots(figsize=size)
     ax.set_title(title)
     return fig, ax
 
 
-def _done(fig, tight: bool = True):
+def _done(fig, alt: str, caption: str = "", tight: bool = True) -> Figure:
     if tight:
         fig.tight_layout()
-    plt.close(fig)  # the notebook shows the returned figure once, not again at cell end
-    return fig
+    plt.close(fig)  # shown once through Figure, not again by the inline backend
+    return Figure(fig, alt, caption)
 
 
-def error_vs_compute(df: pd.DataFrame):
+def _families(runs: pd.DataFrame) -> str:
+    return ", ".join(sorted(runs["model"].unique()))
+
+
+def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
+    """Test error against training compute for every run, each family's Pareto frontier,
+    and the saturating power law fitted to the ViT runs, extrapolated with its band."""
+    from vitlab import scaling
+
     runs = ok_runs(df)
     if runs.empty:
         return Missing("No successful runs yet.")
     fig, ax = _figure("Test error vs training compute")
-    sns.scatterplot(data=runs, x="train_flops", y="test_error", hue="model", style="model", s=70, ax=ax)
+    sns.scatterplot(data=runs, x="train_flops", y="test_error", hue="model", style="model", s=60, ax=ax, alpha=0.7)
+    palette = dict(zip(sorted(runs["model"].unique()), sns.color_palette()))
+    for model, group in runs.groupby("model"):
+        front = group[scaling.pareto_frontier(group["train_flops"], group["test_error"])].sort_values("train_flops")
+        ax.plot(front["train_flops"], front["test_error"], color=palette.get(model), lw=1.2)
+    note = ""
+    vit = runs[runs["model"] == "vit"]
+    front = vit[scaling.pareto_frontier(vit["train_flops"], vit["test_error"])] if len(vit) else vit
+    if front["train_flops"].nunique() >= MIN_FIT_POINTS:
+        fit = scaling.fit_saturating_power_law(front["train_flops"], front["test_error"])
+        x = np.logspace(np.log10(front["train_flops"].min()), np.log10(front["train_flops"].max() * extrapolate), 80)
+        low, high = fit.band(x)
+        ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="ViT frontier fit")
+        ax.fill_between(x, low, high, color="grey", alpha=0.2, lw=0)
+        ax.legend(fontsize=8)
+        note = (f" Dashed: error = a(C + c)^-b + e_inf fitted to the ViT frontier (b = {fit.b:.2f}, "
+                f"e_inf = {fit.e_inf:.3f}), extrapolated to {extrapolate:g}x the largest run's compute, "
+                "with its 95% bootstrap band.")
     ax.set_xscale("log")
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
-    return _done(fig)
+    return _done(fig, f"Scatter plot of test error against training FLOPs on a log axis for {_families(runs)} runs, "
+                      "with each family's Pareto frontier as a line.",
+                 "Mirrors the paper's Fig. 5: performance against pre-training compute by family; lines join "
+                 "each family's Pareto-optimal runs (no cheaper run is better)." + note)
 
 
 def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
@@ -83,27 +108,160 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
     if study.empty:
         return Missing(f"No two successful {model} runs differ only in {axis}: "
                        f"add a grid over {axis} to the params file to fill this section.")
-    fig, ax = _figure(f"{model.upper() if model == 'vit' else model} test accuracy vs {axis}")
+    fig, ax = _figure(f"{'ViT' if model == 'vit' else model} test accuracy vs {axis}")
     sns.lineplot(data=study, x=axis, y="test_accuracy", marker="o", errorbar=("ci", 95), ax=ax)
     if axis in ("width", "train_size"):
         ax.set_xscale("log", base=2)
     ax.set(xlabel=LABELS.get(axis, axis), ylabel="test accuracy")
-    return _done(fig)
+    seeds = study.groupby(axis)["seed"].nunique().min()
+    name = "ViT" if model == "vit" else model
+    return _done(fig, f"Line plot of {name} test accuracy against {LABELS.get(axis, axis)} for "
+                      f"{study[axis].nunique()} values.",
+                 f"Mirrors one axis of the paper's Appendix D.2 (Fig. 8): {name} runs that differ only in {axis}"
+                 + (f", {seeds} seeds each; the band is a 95% interval over seeds." if seeds > 1 else ", one seed each."))
 
 
-def accuracy_vs_train_size_by_model(df: pd.DataFrame):
+def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accuracy"):
     studies = [one_factor_study(df, "train_size", m) for m in sorted(ok_runs(df)["model"].unique())]
     studies = [s for s in studies if not s.empty]
     if not studies:
         return Missing("No model family has runs that differ only in train_size: "
-                       "add a grid over train_size and model to fill this section.")
+                       "run params/data_size.yaml to fill this section.")
+    studies = [s for s in studies if s[metric].notna().any()]
+    if not studies:
+        return Missing(f"These runs have no {METRIC_LABELS[metric]}: they were recorded before vitlab "
+                       "measured it, or their dataset has no transfer dataset.")
     data = pd.concat(studies)
-    fig, ax = _figure("Test accuracy vs training set size, by model family")
-    sns.lineplot(data=data, x="train_size", y="test_accuracy", hue="model", style="model",
+    label = METRIC_LABELS[metric]
+    fig, ax = _figure(f"{label[0].upper() + label[1:]} vs training set size, by model family")
+    sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model",
                  marker="o", errorbar=("ci", 95), ax=ax)
     ax.set_xscale("log", base=2)
-    ax.set(xlabel=LABELS["train_size"], ylabel="test accuracy")
-    return _done(fig)
+    ax.set(xlabel=LABELS["train_size"], ylabel=label)
+    return _done(fig, f"Line plot of {label} against training set size on a log axis for {_families(data)}.",
+                 ("Mirrors the paper's Fig. 3" if metric == "test_accuracy" else "Mirrors the paper's Fig. 4 (linear few-shot)")
+                 + ": nested, stratified subsets of one training pool, each family trained for the same steps.")
+
+
+def scaling_directions_plot(df: pd.DataFrame):
+    from vitlab.studies import scaling_directions
+
+    runs = scaling_directions(df)
+    if runs.empty or runs["direction"].nunique() < 2:
+        return Missing("No ViT runs scale depth, width or patch size from a shared base: "
+                       "run params/scaling_all.yaml to fill this section.")
+    fig, ax = _figure("Test error vs compute, by scaling direction")
+    sns.lineplot(data=runs.sort_values("train_flops"), x="train_flops", y="test_error", hue="direction",
+                 style="direction", marker="o", errorbar=None, estimator="mean", ax=ax)
+    ax.set_xscale("log")
+    ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
+    return _done(fig, "Line plot of ViT test error against training FLOPs, one line per scaling direction: "
+                      + ", ".join(sorted(runs["direction"].unique())) + ".",
+                 "Mirrors the paper's Appendix D.2 (Fig. 8): from one base ViT, scale depth, width (with heads and "
+                 "MLP), patch size (smaller), or several at once; a steeper line gains more per unit of compute.")
+
+
+def pooling_plot(df: pd.DataFrame):
+    from vitlab.studies import two_factor_study
+
+    study = two_factor_study(df, "pool", "lr", "vit")
+    if study.empty or study["pool"].nunique() < 2:
+        return Missing("No ViT runs differ only in pooling (and learning rate): "
+                       "run params/pooling.yaml to fill this section.")
+    fig, ax = _figure("Class token vs global average pooling")
+    sns.pointplot(data=study, x="lr", y="test_accuracy", hue="pool", dodge=0.2, errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel="learning rate", ylabel="test accuracy")
+    return _done(fig, "Point plot of ViT test accuracy by learning rate, class token against average pooling.",
+                 "Mirrors the paper's Appendix D.3 (Fig. 9): both heads work, but each wants its own learning rate.")
+
+
+def fits_table(df: pd.DataFrame):
+    """Saturating power laws of test error against training images (each family's data-size
+    study) and against compute and parameters (each ViT scaling direction), where a study has
+    at least MIN_FIT_POINTS distinct values, with 95% bootstrap intervals."""
+    from vitlab import scaling
+    from vitlab.studies import scaling_directions
+
+    sets = [(f"{model}: training set size", one_factor_study(df, "train_size", model), "train_size")
+            for model in sorted(ok_runs(df)["model"].unique())]
+    directions = scaling_directions(df)
+    for direction, part in (directions.groupby("direction") if not directions.empty else []):
+        sets += [(f"vit: scaling {direction}", part, "train_flops"), (f"vit: scaling {direction}", part, "n_params")]
+    rows = []
+    for study, runs, x in sets:
+        if runs.empty or runs[x].nunique() < MIN_FIT_POINTS:
+            continue
+        fit = scaling.fit_saturating_power_law(runs[x], runs["test_error"])
+        top = runs[x].max() * 10
+        low, high = fit.band([top])
+        rows.append({"study": study, "x": AXIS_NAMES[x], "runs": len(runs),
+                     "b": _interval(fit.b, fit.intervals["b"]),
+                     "e_inf": _interval(fit.e_inf, fit.intervals["e_inf"]),
+                     "a": f"{fit.a:.3g}", "c": f"{fit.c:.3g}",
+                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]"})
+    if not rows:
+        return Missing(f"No study has runs at {MIN_FIT_POINTS} or more distinct values of data size, compute or "
+                       "parameters: run params/data_size.yaml, params/depth.yaml or params/width.yaml to fit "
+                       "scaling laws.")
+    return pd.DataFrame(rows).style.hide(axis="index")
+
+
+def _interval(value: float, interval) -> str:
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def recommendation(df: pd.DataFrame) -> str:
+    """Which scaling direction the runs favour per unit of compute, as a markdown paragraph."""
+    from vitlab import scaling
+    from vitlab.studies import scaling_directions
+
+    runs = scaling_directions(df)
+    trends = {}
+    for direction, group in (runs.groupby("direction") if not runs.empty else []):
+        if direction != "all" and group["train_flops"].nunique() >= 2:
+            trends[direction] = scaling.trend_per_decade(group["train_flops"], group["test_error"])
+    if len(trends) < 2:
+        return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
+                "(depth, width and patch size from one base).*")
+    ranked = sorted(trends.items(), key=lambda kv: kv[1].slope)
+    lines = [f"- **{d}**: test error {t.slope:+.3f} per 10x compute (95% interval {t.interval[0]:+.3f} to "
+             f"{t.interval[1]:+.3f}, {t.n_points} runs)" for d, t in ranked]
+    best, second = ranked[0], ranked[1]
+    clear = best[1].interval[1] < second[1].slope
+    budget = runs["train_flops"].max() * 10
+    return ("For more compute (say 10x the largest run here, " f"{budget:.2g} FLOPs), the runs favour scaling "
+            f"**{best[0]}**" + (" (its interval clears the next direction's trend)" if clear
+                                 else f", though not clearly ahead of {second[0]} (the intervals overlap)")
+            + ":\n\n" + "\n".join(lines))
+
+
+def models_table(df: pd.DataFrame):
+    """The paper's Table 1: the distinct architectures run, with their size and cost."""
+    runs = ok_runs(df)
+    if runs.empty:
+        return Missing("No successful runs yet.")
+    cols = ["model", "depth", "width", "mlp_dim", "heads", "patch_size", "cnn_depth", "cnn_width", "n_params",
+            "flops_per_image"]
+    table = runs[cols].drop_duplicates().sort_values(["model", "n_params"])
+    return table.style.format({"n_params": "{:,.0f}", "flops_per_image": "{:.3g}", "depth": "{:.0f}",
+                               "width": "{:.0f}", "mlp_dim": "{:.0f}", "heads": "{:.0f}", "patch_size": "{:.0f}",
+                               "cnn_depth": "{:.0f}", "cnn_width": "{:.0f}"}, na_rep="–").hide(axis="index")
+
+
+def best_by_family(df: pd.DataFrame):
+    """The paper's Table 2: each family's best run, its accuracies and its cost."""
+    runs = ok_runs(df)
+    if runs.empty:
+        return Missing("No successful runs yet.")
+    best = runs.loc[runs.groupby("model")["test_accuracy"].idxmax()]
+    cols = ["model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "test_accuracy",
+            "fewshot_10", "linear_probe", "train_exaflops", "wall_time_s"]
+    return best[cols].rename(columns={"fewshot_10": "10-shot (transfer)", "linear_probe": "linear probe (transfer)",
+                                      "train_exaflops": "train EFLOPs"}).style.format(
+        {"n_params": "{:,.0f}", "test_accuracy": "{:.3f}", "10-shot (transfer)": "{:.3f}",
+         "linear probe (transfer)": "{:.3f}", "train EFLOPs": "{:.3g}", "wall_time_s": "{:.0f}",
+         "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}", "train_size": "{:,.0f}"},
+        na_rep="–").hide(axis="index")
 
 
 def runs_table(df: pd.DataFrame):
@@ -139,7 +297,7 @@ def training_curve(history: list[dict], title: str):
     fig, ax = _figure(title)
     sns.lineplot(data=long, x="epoch", y="value", hue="variable", marker="o", ax=ax)
     ax.set(ylabel="")
-    return _done(fig)
+    return _done(fig, f"Line plot of training loss and training accuracy over {len(history)} epochs.")
 
 
 def position_similarity_grid(similarity, title: str = "Position embedding similarity"):
@@ -158,7 +316,9 @@ def position_similarity_grid(similarity, title: str = "Position embedding simila
         axes[r][0].set_ylabel(str(r + 1), fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
     fig.suptitle(title)
-    return _done(fig, tight=False)
+    return _done(fig, f"A {rows} by {cols} grid of heat maps, one per patch, each showing the cosine similarity of "
+                      "that patch's position embedding with every other patch's.",
+                 "Mirrors the paper's Fig. 7 (centre).", tight=False)
 
 
 def embedding_filters(tiles, explained, title: str = "Patch-embedding filters: principal components"):
@@ -175,7 +335,8 @@ def embedding_filters(tiles, explained, title: str = "Patch-embedding filters: p
             ax.imshow(tile.squeeze(-1) if tile.shape[-1] == 1 else tile, cmap="gray")
             ax.set_title(f"{explained[i].item():.0%}", fontsize=7)
     fig.suptitle(title)
-    return _done(fig)
+    return _done(fig, f"{k} grey-scale tiles, the top principal components of the patch-embedding filters, "
+                      "each titled with the share of variance it explains.", "Mirrors the paper's Fig. 7 (left).")
 
 
 def attention_distance_by_depth(distance, patch_stride: float, title: str = "Mean attention distance"):
@@ -191,7 +352,9 @@ def attention_distance_by_depth(distance, patch_stride: float, title: str = "Mea
     ax.axhline(patch_stride, color="grey", lw=0.8, ls=":")
     ax.set_ylim(bottom=0)
     ax.legend(title="head", fontsize=7, ncols=2)
-    return _done(fig)
+    return _done(fig, f"Scatter plot of mean attention distance in pixels against block number 1 to {depth}, "
+                      f"one point for each of {heads} heads.",
+                 "Mirrors the paper's Fig. 7 (right); the dotted line is the distance between neighbouring patches.")
 
 
 def attention_rollout_overlay(images, rollout, title: str = "Attention rollout"):
@@ -212,7 +375,8 @@ def attention_rollout_overlay(images, rollout, title: str = "Attention rollout")
         for ax in axes[:, i]:
             ax.axis("off")
     fig.suptitle(title)
-    return _done(fig)
+    return _done(fig, f"{n} test images in the top row; below each, the same image with its attention rollout "
+                      "map laid over it, brighter where the model attends.", "Mirrors the paper's Fig. 6.")
 
 
 # Figures of one trained model's insides, as the inspect notebook and the report show them:
