@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +62,64 @@ def test_schedule_warms_up_then_decays_to_zero():
     f = schedule(100, 10)
     assert f(0) == 0.1 and f(9) == 1.0
     assert f(10) == 1.0 and 0.4 < f(55) < 0.6 and f(100) < 1e-6
+
+
+def test_linear_decay_and_sgd_and_bf16_train(tiny_cfg):
+    f = schedule(100, 10, "linear")
+    assert f(10) == 1.0 and f(55) == 0.5 and f(100) == 0.0
+    for overrides in ({"optimizer": "sgd", "lr": 0.05, "decay": "linear"}, {"precision": "bf16"}):
+        cfg = RunConfig.from_dict({**tiny_cfg.to_dict(), **overrides})
+        model = build_model(cfg)
+        result = fit(cfg, model, progress=False)
+        assert result.status == "ok" and math.isfinite(result.train_loss)
+    assert model.head.weight.dtype == torch.float32  # autocast, weights stay fp32
+
+
+def test_sgd_has_momentum_and_adamw_the_papers_betas(tiny_cfg):
+    from vitlab.train import make_optimizer
+
+    sgd, _ = make_optimizer(build_model(tiny_cfg), RunConfig.from_dict({**tiny_cfg.to_dict(), "optimizer": "sgd"}), 10)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
+    adamw, _ = make_optimizer(build_model(tiny_cfg), tiny_cfg, 10)
+    assert adamw.param_groups[0]["betas"] == (0.9, 0.999)
+    decays = {g["weight_decay"] for g in adamw.param_groups}
+    assert decays == {0.0, tiny_cfg.weight_decay}  # biases and norms are not decayed
+
+
+def test_gradient_accumulation_gives_the_same_step():
+    base = dict(depth=1, width=16, heads=2, mlp_dim=32, patch_size=7, train_size=256, steps=3, batch_size=64,
+                pool="avg")  # no batch-dependent layers: micro-batches must not change the maths
+    one = fit(RunConfig.from_dict(base), build_model(RunConfig.from_dict(base)), progress=False)
+    cfg4 = RunConfig.from_dict({**base, "grad_accum": 4})
+    four = fit(cfg4, build_model(cfg4), progress=False)
+    assert four.train_loss == pytest.approx(one.train_loss, rel=1e-5)
+    assert four.test_accuracy == pytest.approx(one.test_accuracy, abs=0.002)
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tiny_cfg, tmp_path, monkeypatch):
+    from vitlab import train
+
+    cfg = RunConfig.from_dict({**tiny_cfg.to_dict(), "steps": 12, "train_size": 128, "augment": True})
+    whole = fit(cfg, build_model(cfg), progress=False)
+
+    calls = {"n": 0}
+    real_step = train.step
+
+    def dies_at_step_8(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt  # killed after the checkpoint at step 5
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "step", dies_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, build_model(cfg), progress=False, checkpoint_dir=tmp_path, checkpoint_every=5)
+    monkeypatch.setattr(train, "step", real_step)
+    state = torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)  # no code runs on load
+    assert state["steps"] == 5
+
+    resumed = fit(cfg, build_model(cfg), progress=False, checkpoint_dir=tmp_path, checkpoint_every=5)
+    assert resumed.train_steps == 12 and resumed.images_seen == whole.images_seen
+    assert resumed.history == [{**h, "images_per_s": r["images_per_s"]} for h, r in zip(whole.history, resumed.history)]
+    assert (resumed.train_loss, resumed.test_accuracy) == (whole.train_loss, whole.test_accuracy)  # bitwise
+    assert torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)["steps"] == 12

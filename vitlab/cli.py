@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from vitlab import results
+from vitlab import PROJECT_ROOT, results
 from vitlab.sweep import SweepError
 
 
@@ -72,6 +72,39 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def cmd_train(args) -> int:
+    """One run in this process; under `accelerate launch` every process trains its share."""
+    import yaml
+
+    from vitlab import results, train
+    from vitlab.config import ConfigError, RunConfig
+    from vitlab.models import build_model
+
+    values = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SweepError(f"--set: {item!r} must be FIELD=VALUE, e.g. depth=6")
+        values[key.strip()] = yaml.safe_load(text)
+    try:
+        cfg = RunConfig.from_dict(values)
+    except ConfigError as e:
+        raise SweepError(f"--set {e}") from None
+    out = Path(args.results).resolve() if args.results else PROJECT_ROOT / "reports" / "runs"
+    model = build_model(cfg)
+    result = train.fit(cfg, model, progress=not args.quiet, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
+                       checkpoint_every=args.checkpoint_every)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        if result.status == "ok":
+            results.save_weights(out, cfg.run_id, model)
+        results.write(out, results.make_record(cfg, result))
+        print(json.dumps({"run_id": cfg.run_id, "status": result.status, "test_accuracy": result.test_accuracy,
+                          "train_loss": result.train_loss, "train_steps": result.train_steps}))
+    return 0 if result.status == "ok" else 1
+
+
 def cmd_report(args) -> int:
     from vitlab import report
 
@@ -128,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--fresh-kernels", action="store_true",
                        help="start a new kernel for every run (default: reuse one, namespace cleared)")
         p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))
+
+    p = sub.add_parser("train", help="train one run here (also under `accelerate launch`) and record it")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a config field, e.g. --set depth=6 --set patch_size=4 (others: the defaults)")
+    p.add_argument("--results", help="results directory (default: reports/runs in the project)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="checkpoint every STEPS steps (default: every 10 minutes); a rerun resumes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="render notebooks/report.ipynb on a results directory to HTML")
     p.add_argument("results_dir")

@@ -12,6 +12,9 @@ from vitlab.presets import PRESETS
 
 MODELS = ("vit", "resnet", "hybrid")
 POOLS = ("token", "avg")
+OPTIMIZERS = ("adamw", "sgd")
+DECAYS = ("cosine", "linear")
+PRECISIONS = ("fp32", "bf16", "fp16")
 # Fields that mean something only for some families; other runs store them as None
 # so that two runs differing only there share one run id.
 FAMILY_FIELDS = {
@@ -52,10 +55,14 @@ class RunConfig:
     train_size: int = 4000
     epochs: int = 10
     steps: int | None = None  # a step budget; when set it replaces epochs (0: no training)
-    batch_size: int = 64
+    batch_size: int = 64  # images per optimiser step, over all processes
+    grad_accum: int = 1  # micro-batches per step (batch_size / grad_accum images each), to fit memory
+    optimizer: str = "adamw"  # adamw (beta1 0.9, beta2 0.999; the paper's pre-training) or sgd (momentum 0.9; its fine-tuning)
     lr: float = 3e-3
+    decay: str = "cosine"  # after warm-up: cosine or linear (the paper's pre-training) to zero
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of the training steps spent warming up
+    precision: str = "fp32"  # fp32, bf16 or fp16 mixed precision (fp16 needs a GPU)
     label_smoothing: float = 0.1
     augment: bool = False  # random crops; pays off only with long training (ViTs lack translation bias)
     seed: int = 0
@@ -91,7 +98,10 @@ class RunConfig:
     def validate(self) -> None:
         _choice("model", self.model, MODELS)
         _choice("dataset", self.dataset, tuple(data.DATASETS))
-        for name in ("depth", "width", "epochs", "batch_size", "train_size"):
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("decay", self.decay, DECAYS)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("depth", "width", "epochs", "batch_size", "train_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         spec = data.DATASETS[self.dataset]
@@ -99,6 +109,8 @@ class RunConfig:
             raise ConfigError("train_size", f"{self.dataset} has {spec.train_pool} training images, got {self.train_size}")
         if self.train_size < spec.num_classes:
             raise ConfigError("train_size", f"needs at least one image per class ({spec.num_classes}), got {self.train_size}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError("grad_accum", f"must divide batch_size {self.batch_size}, got {self.grad_accum}")
         if self.lr <= 0:
             raise ConfigError("lr", f"must be > 0, got {self.lr}")
         if self.steps is not None and self.steps < 0:

@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -84,6 +85,14 @@ def save_weights(results_dir: str | Path, run_id: str, model: torch.nn.Module) -
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def checkpoint_dir(results_dir: str | Path, run_id: str) -> Path:
+    return Path(results_dir) / "checkpoints" / run_id
+
+
+def drop_checkpoint(results_dir: str | Path, run_id: str) -> None:
+    shutil.rmtree(checkpoint_dir(results_dir, run_id), ignore_errors=True)
 
 
 def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.nn.Module]:

@@ -1,9 +1,12 @@
 """The training engine: one run on Accelerate, data held on the device."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,22 +41,28 @@ class TrainResult:
     error: str | None = None
 
 
-def schedule(total_steps: int, warmup_steps: int):
-    """Linear warm-up, then cosine decay to zero: a multiplier of the base lr per step."""
+def schedule(total_steps: int, warmup_steps: int, decay: str = "cosine"):
+    """Linear warm-up, then cosine or linear decay to zero: a multiplier of the base lr per step."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
     return factor
 
 
-def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-image random crop after zero padding, done on x's device by gathering."""
+def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator, part: slice = slice(None),
+                total: int | None = None) -> torch.Tensor:
+    """Per-image random crop after zero padding, done on x's device by gathering.
+
+    Offsets are drawn for `total` images (the global batch) and x takes its `part` of them,
+    so a batch split over processes is cropped exactly as on one process.
+    """
     b, c, h, w = x.shape
+    total = total or b
+    dy = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
+    dx = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1, 1, 1), device=x.device, generator=generator)
     rows = dy + torch.arange(h, device=x.device).view(1, 1, h, 1)
     cols = dx + torch.arange(w, device=x.device).view(1, 1, 1, w)
     batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
@@ -83,31 +92,118 @@ def budget(cfg: RunConfig) -> tuple[int, int, int]:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig, total_steps: int):
-    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """timm's AdamW (betas 0.9, 0.999) or SGD with momentum 0.9; weight decay spares biases and norms."""
+    kwargs = {"momentum": 0.9} if cfg.optimizer == "sgd" else {"betas": (0.9, 0.999)}
+    optimizer = create_optimizer_v2(model, cfg.optimizer if cfg.optimizer == "adamw" else "momentum",
+                                    lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
     warmup_steps = round(cfg.warmup * total_steps)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps, cfg.decay))
+
+
+CHECKPOINT_FILE = "state.pt"
+CHECKPOINT_MINUTES = 10.0
+
+
+def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, precision, steps, history, sums) -> None:
+    """The run's whole state as tensors and plain values, so that it loads with weights_only=True.
+
+    Written by hand rather than with accelerator.save_state(), which pickles RNG states and
+    custom objects that it then loads with weights_only=False.
+    """
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {"steps": steps, "history": history,
+                 "model": accelerator.unwrap_model(model).state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": precision.scaler.state_dict() if precision.scaler else None,
+                 "sums": [t.detach().cpu() for t in sums] if sums is not None else None}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, precision):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    accelerator.unwrap_model(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if precision.scaler and state["scaler"]:
+        precision.scaler.load_state_dict(state["scaler"])
+    sums = state["sums"]
+    if sums is not None:
+        sums = tuple(t.to(accelerator.device) for t in sums)
+    return state["steps"], state["history"], sums
+
+
+class MixedPrecision:
+    """torch.autocast at the run's precision and, for fp16, a GradScaler.
+
+    Not Accelerator(mixed_precision=...): Accelerate fixes the precision once per process,
+    and a sweep's reused kernel trains runs of different precisions one after another.
+    """
+
+    def __init__(self, precision: str, device: torch.device):
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
 
 
 def step(model, optimizer, scheduler, accelerator: Accelerator, x: torch.Tensor, y: torch.Tensor,
-         label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a normalised batch; the logits and the loss, on the device."""
-    logits = model(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+         label_smoothing: float, grad_accum: int = 1, precision: MixedPrecision | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a normalised batch, in grad_accum micro-batches; the logits and
+    the mean loss, on the device. Gradients are synchronised across processes once per step."""
+    precision = precision or MixedPrecision("fp32", x.device)
+    scaler = precision.scaler
     optimizer.zero_grad(set_to_none=True)
-    accelerator.backward(loss)
+    logits, losses = [], []
+    for i, (xs, ys) in enumerate(zip(x.chunk(grad_accum), y.chunk(grad_accum))):
+        sync = contextlib.nullcontext() if i == grad_accum - 1 else accelerator.no_sync(model)
+        with sync:
+            with precision.autocast():
+                out = model(xs)
+            loss = F.cross_entropy(out.float(), ys, label_smoothing=label_smoothing)
+            accelerator.backward(scaler.scale(loss / grad_accum) if scaler else loss / grad_accum)
+        logits.append(out.detach())
+        losses.append(loss.detach())
+    if scaler:
+        scaler.unscale_(optimizer)
     accelerator.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
-    return logits, loss
+    return torch.cat(logits), torch.stack(losses).mean()
 
 
-def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
-        accelerator: Accelerator | None = None) -> TrainResult:
-    """Train model as cfg says, then evaluate it on the dataset's fixed test split."""
+def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Accelerator | None = None,
+        checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+        checkpoint_minutes: float = CHECKPOINT_MINUTES, log_with: str | None = None,
+        log_dir: str | Path | None = None) -> TrainResult:
+    """Train model as cfg says, then evaluate it on the dataset's fixed test split.
+
+    With checkpoint_dir, the run's whole state is saved there every checkpoint_every steps
+    (else every checkpoint_minutes) and at the end, and a run that finds a checkpoint resumes
+    from it to the same result as an uninterrupted run. log_with names Accelerate trackers
+    (e.g. "tensorboard", written under log_dir). Under `accelerate launch` each process takes
+    its share of every batch.
+    """
     started = time.perf_counter()
     set_seed(cfg.seed)
-    accelerator = accelerator or Accelerator()
+    if accelerator is None:
+        accelerator = Accelerator(log_with=log_with, project_dir=str(log_dir) if log_dir else None)
     device = accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
+                         f"{cfg.grad_accum} micro-batches")
     spec = data.DATASETS[cfg.dataset]
     split = data.load(cfg.dataset)
     idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
@@ -119,46 +215,77 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
 
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
     batch_size, steps_per_epoch, total_steps = budget(cfg)
+    per_process = batch_size // world
     optimizer, scheduler = make_optimizer(model, cfg, total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    # The scheduler stays unprepared: Accelerate would step it once per process per step,
+    # as it takes batch_size per process; here batch_size is the global batch.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    precision = MixedPrecision(cfg.precision, device)
     pad = max(1, cfg.input_size // 14)
+    # Every random draw is seeded by (seed, epoch) or (seed, step), so a resumed run draws
+    # exactly what the uninterrupted run drew.
+    shuffle, crops = torch.Generator(device=device), torch.Generator(device=device)
 
-    history, status, steps = [], "ok", 0
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
+    history, steps, sums = [], 0, None
+    if checkpoint is not None and checkpoint.is_file():
+        steps, history, sums = _load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision)
+    if log_with:
+        accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
+    status = "ok"
     model.train()
-    bar = tqdm(total=total_steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
+    bar = tqdm(total=total_steps, initial=steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
                disable=not progress or not accelerator.is_local_main_process)
-    train_started = time.perf_counter()
-    for epoch in range(math.ceil(total_steps / steps_per_epoch)):
+    train_started = last_save = time.perf_counter()
+    images_before = steps * batch_size
+    # A run resumed from its final checkpoint has no epochs left.
+    for epoch in range(steps // steps_per_epoch, math.ceil(total_steps / steps_per_epoch) if steps < total_steps else 0):
         # Per-epoch sums stay on the device: one host sync per epoch, not per step.
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        perm = torch.randperm(cfg.train_size, device=device, generator=generator)
-        epoch_steps = min(steps_per_epoch, total_steps - steps)
-        for s in range(epoch_steps):
-            b = perm[s * batch_size:(s + 1) * batch_size]
+        loss_sum, correct = sums or (torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
+        sums = None
+        shuffle.manual_seed(cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(cfg.train_size, device=device, generator=shuffle)
+        first = epoch * steps_per_epoch
+        epoch_steps = min(steps_per_epoch, total_steps - first)
+        for s in range(steps - first, epoch_steps):
+            b = perm[s * batch_size + rank * per_process:s * batch_size + (rank + 1) * per_process]
             xb, yb = x_train[b], y_train[b]
             if cfg.augment:
-                xb = random_crop(xb, pad, generator)
-            logits, loss = step(model, optimizer, scheduler, accelerator,
-                                data.normalise(xb, split), yb, cfg.label_smoothing)
-            loss_sum += loss.detach()
+                crops.manual_seed(cfg.seed * 1_000_003 + steps)
+                xb = random_crop(xb, pad, crops, slice(rank * per_process, (rank + 1) * per_process), batch_size)
+            logits, loss = step(model, optimizer, scheduler, accelerator, data.normalise(xb, split), yb,
+                                cfg.label_smoothing, cfg.grad_accum, precision)
+            loss_sum += loss
             correct += (logits.argmax(1) == yb).sum()
             steps += 1
             bar.update()
+            due = (steps % checkpoint_every == 0) if checkpoint_every else \
+                time.perf_counter() - last_save > 60 * checkpoint_minutes
+            if checkpoint is not None and due and steps < total_steps:
+                _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history,
+                                 (loss_sum, correct))
+                last_save = time.perf_counter()
+        loss_sum, correct = accelerator.reduce(loss_sum, "mean"), accelerator.reduce(correct, "sum")
         epoch_loss = loss_sum.item() / epoch_steps
         elapsed = time.perf_counter() - train_started
         history.append({"epoch": epoch + 1, "train_loss": epoch_loss,
                         "train_accuracy": correct.item() / (epoch_steps * batch_size),
-                        "images_per_s": steps * batch_size / elapsed})
+                        "images_per_s": (steps * batch_size - images_before) / elapsed})
         bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
                         img_s=f"{history[-1]['images_per_s']:.0f}")
+        if log_with:
+            accelerator.log({k: v for k, v in history[-1].items() if k != "epoch"}, step=steps)
         if not math.isfinite(epoch_loss):
             status = "diverged"
             break
     bar.close()
+    if checkpoint is not None and status == "ok":
+        _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history, None)
+    if log_with:
+        accelerator.end_training()
     train_time = time.perf_counter() - train_started
     images_seen = steps * batch_size
+    trained_here = images_seen - images_before
     test_accuracy = evaluate(model, x_test, y_test, split) if status == "ok" else None
     transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
@@ -168,6 +295,6 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True,
         train_flops=TRAIN_FLOPS_PER_FORWARD * flops_per_image * images_seen,
         train_steps=steps, images_seen=images_seen, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started,
-        images_per_s=images_seen / train_time if train_time > 0 else 0.0,
+        images_per_s=trained_here / train_time if train_time > 0 else 0.0,
         device=str(device), history=history, transfer=transfer,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
