@@ -41,7 +41,7 @@ def fill(out: Path, n_runs: int) -> None:
         key = json.dumps(cfg.arch(), sort_keys=True)
         model = build_model(cfg)
         if key not in measured:
-            channels = data.DATASETS[cfg.dataset].channels
+            channels = data.spec(cfg.dataset).channels
             measured[key] = (n_params(model), forward_flops(model, (channels, cfg.input_size, cfg.input_size)))
         params, flops = measured[key]
         batch, _, steps = train.budget(cfg)

@@ -53,7 +53,7 @@ def test_features_go_through_the_pre_logits_layer():
 
 def test_a_trained_run_records_fewshot_and_linear_probe_on_its_transfer_dataset(tiny_cfg):
     result = train.fit(tiny_cfg, build_model(tiny_cfg), progress=False)
-    assert data.DATASETS[tiny_cfg.dataset].transfer == "digits"
+    assert data.spec(tiny_cfg.dataset).transfer == "digits"
     assert set(result.transfer) == {"fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe"}
     assert all(0 <= v <= 1 for v in result.transfer.values())
     assert result.transfer["linear_probe"] > 0.3  # ten classes: chance is 0.1

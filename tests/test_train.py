@@ -123,3 +123,14 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tiny_cfg
     assert resumed.history == [{**h, "images_per_s": r["images_per_s"]} for h, r in zip(whole.history, resumed.history)]
     assert (resumed.train_loss, resumed.test_accuracy) == (whole.train_loss, whole.test_accuracy)  # bitwise
     assert torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)["steps"] == 12
+
+
+def test_tensorboard_tracker_logs_each_epoch(tiny_cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    fit(tiny_cfg, build_model(tiny_cfg), progress=False, log_with="tensorboard", log_dir=tmp_path)
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert {"train_loss", "train_accuracy", "images_per_s"} <= set(tags)

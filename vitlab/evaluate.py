@@ -59,7 +59,7 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> t
 def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
     """A run's transfer dataset at its input size, normalised with the run's own statistics:
     (train images, train labels, test images, test labels), or None if it has none."""
-    spec = data.DATASETS[cfg.dataset]
+    spec = data.spec(cfg.dataset)
     if spec.transfer is None:
         return None
     target, own = data.load(spec.transfer), data.load(cfg.dataset)

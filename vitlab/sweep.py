@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from vitlab import PROJECT_ROOT, notebook, results
+from vitlab import PROJECT_ROOT, data, notebook, results
 from vitlab.claims import Claims
 from vitlab.config import ConfigError, RunConfig
 
@@ -167,6 +167,11 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     notebooks_dir = results_dir / "notebooks"
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     runs = shard(plan.runs, *shard_spec)
+    for name in sorted({cfg.dataset for cfg in runs}):  # before anything trains
+        try:
+            data.spec(name).check_available()
+        except data.DatasetMissing as e:
+            raise SweepError(f"{plan.path}: {e}") from None
     counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)

@@ -204,7 +204,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
                          f"{cfg.grad_accum} micro-batches")
-    spec = data.DATASETS[cfg.dataset]
+    spec = data.spec(cfg.dataset)
     split = data.load(cfg.dataset)
     idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
     x_train = split.train_images[idx].to(device)
