@@ -42,3 +42,23 @@ def test_dry_run_prints_the_plan_and_trains_nothing(path, tmp_path):
                       proc.stdout, re.M)
     assert total and float(total[1]) > 0
     assert not (tmp_path / "res").exists()
+
+
+PAPER = sorted((PROJECT_ROOT / "params" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+def test_paper_scale_plans_validate_without_their_data(path):
+    plan = load_plan(path)
+    assert plan.name == f"paper_{path.stem}" and len(plan.runs) >= 8
+    assert all(c.input_size == 224 and c.precision == "bf16" for c in plan.runs)
+
+
+def test_a_sweep_without_its_data_fails_in_one_line_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITLAB_DATA", str(tmp_path / "empty"))
+    proc = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(PAPER[0]), "--results", str(tmp_path / "r")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") <= 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "dataset cifar100:" in last and "cifar-100-python not found" in last and "download it" in last
+    assert not list((tmp_path / "r").rglob("*.json"))

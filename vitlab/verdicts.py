@@ -59,7 +59,7 @@ def difference(a: pd.Series, b: pd.Series, test_size: int, seed: int = 0) -> Dif
 
 
 def _test_size(runs: pd.DataFrame) -> int:
-    return data.spec(runs["dataset").iloc[0]].test_size
+    return data.spec(runs["dataset"].iloc[0]).test_size
 
 
 def _undecided(claim, paper, fill, why) -> Verdict:
