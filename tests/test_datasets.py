@@ -53,6 +53,10 @@ def test_cifar10_batches(data_dir):
     # CIFAR rows are 1024 red, then green, then blue values of a 32x32 image.
     assert (split.test_images[0].numpy().reshape(-1) == images["test_batch"][0]).all()
     assert split.train_labels.tolist()[:4] == [0] * 4 and split.test_labels.tolist() == [5] * 4
+    from vitlab import evaluate
+
+    cfg = RunConfig.from_dict({"dataset": "cifar10", "patch_size": 4, "train_size": 20})
+    assert evaluate.transfer_images(cfg) is None  # its transfer dataset, CIFAR-100, is not here
 
 
 def test_cifar100_files(data_dir):

@@ -58,9 +58,15 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> t
 
 def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
     """A run's transfer dataset at its input size, normalised with the run's own statistics:
-    (train images, train labels, test images, test labels), or None if it has none."""
+    (train images, train labels, test images, test labels), or None if it has none here."""
     spec = data.spec(cfg.dataset)
     if spec.transfer is None:
+        return None
+    try:  # evaluation is a bonus: a transfer dataset not on this machine skips it
+        data.spec(spec.transfer).check_available()
+    except data.DatasetMissing:
+        return None
+    if data.spec(spec.transfer).channels != spec.channels:
         return None
     target, own = data.load(spec.transfer), data.load(cfg.dataset)
     out = []
