@@ -13,7 +13,8 @@ SHIPPED = sorted((PROJECT_ROOT / "params").glob("*.yaml"))
 STUDIES = {"depth": {"depth"}, "width": {"width", "heads", "mlp_dim"}, "patch_size": {"patch_size"},
            "scaling_all": {"depth", "width", "patch_size"}, "data_size": {"train_size", "model"},
            "matched_compute": {"model", "depth", "width"}, "pos_embed": {"pos_embed"},
-           "pooling": {"pool", "lr"}, "quickstart": {"depth", "width", "patch_size", "train_size", "model"}}
+           "pooling": {"pool", "lr"}, "quickstart": {"depth", "width", "patch_size", "train_size", "model"},
+           "transfer": {"dataset", "pretrained", "model"}}
 
 
 def test_every_study_is_shipped():

@@ -2,6 +2,8 @@ import io
 import json
 
 import pandas as pd
+import pytest
+import torch
 
 from vitlab import results
 from vitlab.config import RunConfig
@@ -40,3 +42,23 @@ def test_failed_record_and_table(tmp_path):
     assert json.loads(results.export(df, "json"))[0]["depth"] == 2
     results.export(df, "parquet", tmp_path / "r.parquet")
     assert pd.read_parquet(tmp_path / "r.parquet").loc[0, "depth"] == 2
+
+
+def test_fine_tuning_starts_from_a_recorded_run_with_a_zero_head(tmp_path):
+    source = RunConfig.from_dict({"depth": 1, "width": 16, "heads": 2, "mlp_dim": 32, "patch_size": 7, "seed": 3})
+    model = build_model(source)
+    results.save_weights(tmp_path, source.run_id, model)
+    results.write(tmp_path, results.make_record(source, status="ok"))
+    for size in (28, 14):  # the same patch grid, then a smaller one (position embedding resampled)
+        target = RunConfig.from_dict({**source.to_dict(), "dataset": "digits", "image_size": size,
+                                      "train_size": 100, "seed": 0, "pretrained": source.run_id})
+        tuned = build_model(target)
+        results.load_pretrained(tmp_path, source.run_id, tuned)
+        assert torch.equal(tuned.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+        assert tuned.head.weight.abs().sum() == 0 and tuned.head.bias.abs().sum() == 0
+        assert tuned.pos_embed.shape[1] == 1 + (size // 7) ** 2
+    other = RunConfig.from_dict({**source.to_dict(), "width": 32, "pretrained": source.run_id})
+    with pytest.raises(ValueError, match="fine-tune the same architecture"):
+        results.load_pretrained(tmp_path, source.run_id, build_model(other))
+    with pytest.raises(FileNotFoundError, match="pretrained: run 0123456789ab has no record"):
+        results.load_pretrained(tmp_path, "0123456789ab", build_model(other))

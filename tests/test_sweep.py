@@ -110,3 +110,16 @@ def test_cli_refuses_bad_shard_and_workers_in_one_line(tmp_path):
                                *args], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
         assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_a_run_starting_from_an_unknown_run_is_refused_before_training(tmp_path):
+    from vitlab.sweep import execute
+
+    p = tmp_path / "s.yaml"
+    p.write_text(BASE + "runs: [{}, {pretrained: 0123456789ab}]\n")
+    with pytest.raises(SweepError, match="pretrained: run 0123456789ab is neither in this sweep nor recorded"):
+        execute(load_plan(p), tmp_path / "r", progress=False)
+    assert not list((tmp_path / "r").rglob("*.json"))
+    p.write_text(BASE + "runs: [{pretrained: not-a-run}]\n")
+    with pytest.raises(SweepError, match=r"pretrained: a run id \(12 hex digits"):
+        load_plan(p)

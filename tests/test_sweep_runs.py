@@ -115,3 +115,24 @@ def test_a_reused_kernel_gives_the_fresh_kernel_results(params, tmp_path):
     for run_id, record in new.items():  # bitwise on CPU: same loss and accuracy
         assert (reused[run_id]["train_loss"], reused[run_id]["test_accuracy"]) == \
                (record["train_loss"], record["test_accuracy"])
+
+
+def test_a_fine_tuning_run_follows_its_pre_training_run(tmp_path):
+    params = tmp_path / "transfer.yaml"
+    params.write_text("""
+base: {dataset: mnist5k, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 7, train_size: 256, steps: 20,
+       augment: false}
+sweeps:
+  - runs: [{dataset: digits, image_size: 28, train_size: 200, optimizer: sgd, lr: 0.01, pretrained: {}}]
+  - runs: [{}]
+""")
+    plan = sweep.load_plan(params)
+    assert [c.pretrained for c in plan.runs] == [None, plan.runs[0].run_id]  # pre-training goes first
+    assert sweep.execute(plan, tmp_path / "res", progress=False)["ok"] == 2
+    df = results.load(tmp_path / "res")
+    tuned = df[df["pretrained"].notna()].iloc[0]
+    assert tuned["dataset"] == "digits" and tuned["pretrained"] == plan.runs[0].run_id
+    from vitlab import plots
+
+    table = plots.transfer_table(df).data
+    assert table.loc[0, "pre-trained on"] == "mnist5k" and table.loc[0, "fine-tuned on"] == "digits"

@@ -92,6 +92,8 @@ def cmd_train(args) -> int:
         raise SweepError(f"--set {e}") from None
     out = Path(args.results).resolve() if args.results else PROJECT_ROOT / "reports" / "runs"
     model = build_model(cfg)
+    if cfg.pretrained:
+        results.load_pretrained(out, cfg.pretrained, model)
     result = train.fit(cfg, model, progress=not args.quiet, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
                        checkpoint_every=args.checkpoint_every)
     from accelerate import PartialState

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, fields
 
 from vitlab import data
@@ -51,6 +52,7 @@ class RunConfig:
     cnn_depth: int | None = None  # the hybrid's ResNet trunk (default 8)
     cnn_width: int | None = None  # (default 8)
     dataset: str = "mnist5k"
+    pretrained: str | None = None  # run id of a recorded run whose weights start this one (fine-tuning)
     image_size: int | None = None  # None: the dataset's own; else images are resized once
     train_size: int = 4000
     epochs: int = 50
@@ -64,7 +66,7 @@ class RunConfig:
     warmup: float = 0.05  # fraction of the training steps spent warming up
     precision: str = "fp32"  # fp32, bf16 or fp16 mixed precision (fp16 needs a GPU)
     label_smoothing: float = 0.1
-    augment: bool = True  # random crops after padding; short budgets (a few epochs) do better without
+    augment: bool = True  # random crops after padding (and flips, for photos); short budgets do better without
     seed: int = 0
 
     @classmethod
@@ -114,6 +116,8 @@ class RunConfig:
             raise ConfigError("train_size", f"{self.dataset} has {spec.train_pool} training images, got {self.train_size}")
         if self.train_size < spec.num_classes:
             raise ConfigError("train_size", f"needs at least one image per class ({spec.num_classes}), got {self.train_size}")
+        if self.pretrained is not None and not re.fullmatch(r"[0-9a-f]{12}", self.pretrained):
+            raise ConfigError("pretrained", f"a run id (12 hex digits, see `vitlab results DIR`), got {self.pretrained!r}")
         if self.batch_size % self.grad_accum:
             raise ConfigError("grad_accum", f"must divide batch_size {self.batch_size}, got {self.grad_accum}")
         if self.lr <= 0:

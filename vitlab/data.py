@@ -118,16 +118,20 @@ def _svhn():
 
 
 def _photos(paths, labels, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode image files to PHOTO_SIZE squares (resize the short side, centre crop)."""
+    """Decode image files to PHOTO_SIZE RGB squares."""
     from PIL import Image
-    from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
 
-    images = np.empty((len(paths), 3, PHOTO_SIZE, PHOTO_SIZE), dtype=np.uint8)
-    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", leave=False)):
-        with Image.open(path) as im:
-            t = pil_to_tensor(im.convert("RGB"))
-        images[i] = center_crop(resize(t, PHOTO_SIZE, antialias=True), PHOTO_SIZE).numpy()
-    return images, np.asarray(labels, dtype=np.int64)
+    return _decode((Image.open(p) for p in paths), len(paths), 3, PHOTO_SIZE, desc), np.asarray(labels, dtype=np.int64)
+
+
+def _decode(images, n: int, channels: int, size: int, desc: str) -> np.ndarray:
+    """PIL images to uint8 (n, channels, size, size): short side resized to size, centre crop."""
+    out = np.empty((n, channels, size, size), dtype=np.uint8)
+    for i, im in enumerate(tqdm(images, total=n, desc=desc, unit="img", leave=False)):
+        im = im.convert("L" if channels == 1 else "RGB")
+        t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
+        out[i] = _square(t, size)
+    return out
 
 
 def _cached(name: str, decode):
@@ -227,13 +231,9 @@ def _folder_spec(name: str) -> DatasetSpec:
     def load():
         out = []
         for ds, part in ((train, "train"), (test, "test")):
-            images = np.empty((len(ds), channels, size, size), dtype=np.uint8)
-            for i, (path, _) in enumerate(tqdm(ds.samples, desc=f"{root.name} {part}", unit="img", leave=False)):
-                with Image.open(path) as im:
-                    im = im.convert("L" if channels == 1 else "RGB")
-                    t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
-                images[i] = _square(t, size)
-            out += [images, np.asarray(ds.targets, dtype=np.int64)]
+            images = (Image.open(path) for path, _ in ds.samples)
+            out += [_decode(images, len(ds), channels, size, f"{root.name} {part}"),
+                    np.asarray(ds.targets, dtype=np.int64)]
         return tuple(out)
 
     return DatasetSpec(name, size, channels, len(train.classes), len(train), len(test), load, True,
@@ -260,12 +260,8 @@ def _hf_spec(name: str) -> DatasetSpec:
         out = []
         for part in ("train", "test"):
             split = ds[part]
-            images = np.empty((len(split), channels, size, size), dtype=np.uint8)
-            for i, im in enumerate(tqdm(split["image"], desc=f"{path.name} {part}", unit="img", leave=False)):
-                im = im.convert("L" if channels == 1 else "RGB")
-                t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
-                images[i] = _square(t, size)
-            out += [images, np.asarray(split["label"], dtype=np.int64)]
+            out += [_decode(split["image"], len(split), channels, size, f"{path.name} {part}"),
+                    np.asarray(split["label"], dtype=np.int64)]
         return tuple(out)
 
     return DatasetSpec(name, size, channels, labels.num_classes, len(ds["train"]), len(ds["test"]), load, True,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vitlab.studies import ok_runs, one_factor_study
+from vitlab.studies import CONFIG_FIELDS, ok_runs, one_factor_study
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
           "patch_size": "patch size (px)", "train_size": "training images"}
@@ -233,6 +233,30 @@ def recommendation(df: pd.DataFrame) -> str:
             f"**{best[0]}**" + (" (its interval clears the next direction's trend)" if clear
                                  else f", though not clearly ahead of {second[0]} (the intervals overlap)")
             + ":\n\n" + "\n".join(lines))
+
+
+def transfer_table(df: pd.DataFrame):
+    """Fine-tuning transfer: each fine-tuned run beside its pre-training run and, where one
+    exists, the same run trained from scratch."""
+    runs = ok_runs(df)
+    tuned = runs[runs["pretrained"].notna()] if "pretrained" in runs else runs.iloc[:0]
+    if tuned.empty:
+        return Missing("No fine-tuning runs: run params/transfer.yaml (pre-train on mnist5k, fine-tune on digits).")
+    by_id = runs.set_index("run_id")
+    scratch_keys = [c for c in CONFIG_FIELDS if c != "pretrained"]
+    rows = []
+    for run in tuned.itertuples():
+        source = by_id.loc[run.pretrained] if run.pretrained in by_id.index else None
+        same = runs[runs["pretrained"].isna()].merge(pd.DataFrame([{k: getattr(run, k) for k in scratch_keys}]),
+                                                    on=scratch_keys, how="inner")
+        rows.append({"model": run.model, "pre-trained on": source["dataset"] if source is not None else "?",
+                     "pre-training EFLOPs": source["train_exaflops"] if source is not None else None,
+                     "pre-training accuracy": source["test_accuracy"] if source is not None else None,
+                     "fine-tuned on": run.dataset, "fine-tuned accuracy": run.test_accuracy,
+                     "from scratch": same["test_accuracy"].mean() if not same.empty else None})
+    return pd.DataFrame(rows).style.format(
+        {"pre-training EFLOPs": "{:.3g}", "pre-training accuracy": "{:.3f}", "fine-tuned accuracy": "{:.3f}",
+         "from scratch": "{:.3f}"}, na_rep="–").hide(axis="index")
 
 
 def models_table(df: pd.DataFrame):

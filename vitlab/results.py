@@ -105,11 +105,46 @@ def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.n
     path = weights_path(results_dir, run_id)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: run {run_id} has no saved weights (status {record['status']})")
-    cfg = RunConfig.from_dict({f.name: record[f.name] for f in fields(RunConfig)})
+    cfg = RunConfig.from_dict({f.name: record[f.name] for f in fields(RunConfig) if f.name in record})
     model = build_model(cfg)
     # weights_only: loading never runs code from the file.
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return cfg, model.eval()
+
+
+def load_pretrained(results_dir: str | Path, run_id: str, model: torch.nn.Module) -> None:
+    """Start a fine-tuning run's model from a recorded run's weights, as the paper fine-tunes:
+    every weight but the head's, which is replaced by a zero-initialised one; a learned 1-D
+    position embedding is resampled (timm) to a new patch grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    record = read(results_dir, run_id)
+    path = weights_path(results_dir, run_id)
+    if record is None or not path.is_file():
+        raise FileNotFoundError(f"pretrained: run {run_id} has no record with weights in {results_dir}; "
+                                "train it first (a sweep runs pre-training runs before the runs they start)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    head = {k for k in own if k.startswith("head.")}
+    state = {k: v for k, v in state.items() if k not in head}
+    if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
+        prefix = getattr(model, "num_prefix_tokens", 0)
+        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], list(model.patch_embed.grid_size),
+                                                    num_prefix_tokens=prefix)
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise ValueError(f"pretrained: run {run_id}'s {mismatched[0]} has shape {tuple(state[mismatched[0]].shape)}, "
+                         f"this model's is {tuple(own[mismatched[0]].shape)}; fine-tune the same architecture")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - head:
+        raise ValueError(f"pretrained: run {run_id} is another architecture "
+                         f"({(unexpected or sorted(set(missing) - head))[0]} does not match)")
+    classifier = model.get_classifier()
+    if isinstance(classifier, torch.nn.Sequential):  # the pre-logits head: its last layer
+        classifier = classifier.head
+    with torch.no_grad():
+        for p in classifier.parameters():
+            p.zero_()
 
 
 def best_run(df: pd.DataFrame, model: str | None = "vit") -> str | None:

@@ -82,6 +82,8 @@ def load_plan(path: str | Path) -> Plan:
         for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
             desc = f"{label} run {j + 1} ({describe(values, base)})"
             try:
+                if isinstance(values.get("pretrained"), dict):  # the run to start from, by its fields
+                    values = {**values, "pretrained": RunConfig.from_dict({**base, **values["pretrained"]}).run_id}
                 cfg = RunConfig.from_dict(values)
             except ConfigError as e:
                 raise SweepError(f"{where}: {desc}: {e}") from None
@@ -90,7 +92,8 @@ def load_plan(path: str | Path) -> Plan:
             seen.add(cfg.run_id)
             # The same config from two blocks (a shared base point) is one run.
             runs.setdefault(cfg.run_id, cfg)
-    return Plan(name, path, notebook, tuple(runs.values()))
+    # Pre-training before fine-tuning: runs that start from another run go after the rest.
+    return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)))
 
 
 def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
@@ -172,6 +175,11 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
             data.spec(name).check_available()
         except data.DatasetMissing as e:
             raise SweepError(f"{plan.path}: {e}") from None
+    planned = {cfg.run_id for cfg in plan.runs}
+    for cfg in runs:
+        if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
+            raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
+                             f"sweep nor recorded with weights in {results_dir}")
     counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)

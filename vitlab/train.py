@@ -252,7 +252,11 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             xb, yb = x_train[b], y_train[b]
             if cfg.augment:
                 crops.manual_seed(cfg.seed * 1_000_003 + steps)
-                xb = random_crop(xb, pad, crops, slice(rank * per_process, (rank + 1) * per_process), batch_size)
+                part = slice(rank * per_process, (rank + 1) * per_process)
+                xb = random_crop(xb, pad, crops, part, batch_size)
+                if spec.flip:  # photos, not digits: a mirrored 2 is no 2
+                    flip = torch.rand(batch_size, device=device, generator=crops)[part] < 0.5
+                    xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
             logits, loss = step(model, optimizer, scheduler, accelerator, data.normalise(xb, split), yb,
                                 cfg.label_smoothing, cfg.grad_accum, precision)
             loss_sum += loss
