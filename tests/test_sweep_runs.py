@@ -124,11 +124,11 @@ base: {dataset: mnist5k, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size:
        augment: false}
 sweeps:
   - runs: [{dataset: digits, image_size: 28, train_size: 200, optimizer: sgd, lr: 0.01, pretrained: {}}]
-  - runs: [{}]
+  - runs: [{}, {model: resnet, depth: 8, width: 8}]
 """)
     plan = sweep.load_plan(params)
-    assert [c.pretrained for c in plan.runs] == [None, plan.runs[0].run_id]  # pre-training goes first
-    assert sweep.execute(plan, tmp_path / "res", progress=False)["ok"] == 2
+    assert [c.pretrained for c in plan.runs] == [None, None, plan.runs[0].run_id]  # pre-training goes first
+    assert sweep.execute(plan, tmp_path / "res", progress=False)["ok"] == 3
     df = results.load(tmp_path / "res")
     tuned = df[df["pretrained"].notna()].iloc[0]
     assert tuned["dataset"] == "digits" and tuned["pretrained"] == plan.runs[0].run_id

@@ -243,17 +243,21 @@ def transfer_table(df: pd.DataFrame):
     if tuned.empty:
         return Missing("No fine-tuning runs: run params/transfer.yaml (pre-train on mnist5k, fine-tune on digits).")
     by_id = runs.set_index("run_id")
-    scratch_keys = [c for c in CONFIG_FIELDS if c != "pretrained"]
+    fields_ = [c for c in CONFIG_FIELDS if c != "pretrained"]
+
+    def config_key(row) -> tuple:  # missing values compare equal, whatever their dtype
+        return tuple(None if pd.isna(row[k]) else row[k] for k in fields_)
+
+    scratch = runs[runs["pretrained"].isna()]
+    scratch_accuracy = scratch.groupby(scratch.apply(config_key, axis=1))["test_accuracy"].mean()
     rows = []
-    for run in tuned.itertuples():
-        source = by_id.loc[run.pretrained] if run.pretrained in by_id.index else None
-        same = runs[runs["pretrained"].isna()].merge(pd.DataFrame([{k: getattr(run, k) for k in scratch_keys}]),
-                                                    on=scratch_keys, how="inner")
-        rows.append({"model": run.model, "pre-trained on": source["dataset"] if source is not None else "?",
+    for _, run in tuned.iterrows():
+        source = by_id.loc[run["pretrained"]] if run["pretrained"] in by_id.index else None
+        rows.append({"model": run["model"], "pre-trained on": source["dataset"] if source is not None else "?",
                      "pre-training EFLOPs": source["train_exaflops"] if source is not None else None,
                      "pre-training accuracy": source["test_accuracy"] if source is not None else None,
-                     "fine-tuned on": run.dataset, "fine-tuned accuracy": run.test_accuracy,
-                     "from scratch": same["test_accuracy"].mean() if not same.empty else None})
+                     "fine-tuned on": run["dataset"], "fine-tuned accuracy": run["test_accuracy"],
+                     "from scratch": scratch_accuracy.get(config_key(run))})
     return pd.DataFrame(rows).style.format(
         {"pre-training EFLOPs": "{:.3g}", "pre-training accuracy": "{:.3f}", "fine-tuned accuracy": "{:.3f}",
          "from scratch": "{:.3f}"}, na_rep="–").hide(axis="index")
