@@ -8,6 +8,7 @@ import html
 import io
 
 import matplotlib.figure
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -64,6 +65,11 @@ def _done(fig, alt: str, caption: str = "", tight: bool = True) -> Figure:
     return Figure(fig, alt, caption)
 
 
+def _log_compute_axis(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+
+
 def _families(runs: pd.DataFrame) -> str:
     return ", ".join(sorted(runs["model"].unique()))
 
@@ -95,7 +101,7 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
         note = (f" Dashed: error = a(C + c)^-b + e_inf fitted to the ViT frontier (b = {fit.b:.2f}, "
                 f"e_inf = {fit.e_inf:.3f}), extrapolated to {extrapolate:g}x the largest run's compute, "
                 "with its 95% bootstrap band.")
-    ax.set_xscale("log")
+    _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     return _done(fig, f"Scatter plot of test error against training FLOPs on a log axis for {_families(runs)} runs, "
                       "with each family's Pareto frontier as a line.",
@@ -153,7 +159,7 @@ def scaling_directions_plot(df: pd.DataFrame):
     fig, ax = _figure("Test error vs compute, by scaling direction")
     sns.lineplot(data=runs.sort_values("train_flops"), x="train_flops", y="test_error", hue="direction",
                  style="direction", marker="o", errorbar=None, estimator="mean", ax=ax)
-    ax.set_xscale("log")
+    _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     return _done(fig, "Line plot of ViT test error against training FLOPs, one line per scaling direction: "
                       + ", ".join(sorted(runs["direction"].unique())) + ".",
