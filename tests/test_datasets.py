@@ -155,3 +155,27 @@ def test_missing_datasets_fail_before_training_in_one_line(data_dir, tmp_path):
     with pytest.raises(ConfigError, match="'imagenet21k' is not one of mnist5k, digits, cifar10.*folder:PATH, hf:PATH"):
         RunConfig.from_dict({"dataset": "imagenet21k"})
     assert RunConfig.from_dict({"dataset": "cifar10", "patch_size": 4, "train_size": 1000}).input_size == 32
+
+
+def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(tmp_path, monkeypatch):
+    from vitlab import train
+    from vitlab.models import build_model
+
+    for part, n in (("train", 24), ("test", 8)):
+        for cls in ("a", "b"):
+            (tmp_path / part / cls).mkdir(parents=True)
+            for i in range(n // 2):
+                Image.fromarray(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / part / cls / f"{i}.png")
+    fields = {"dataset": f"folder:{tmp_path}", "train_size": 24, "patch_size": 4, "depth": 1, "width": 16,
+              "heads": 2, "mlp_dim": 32, "steps": 9, "batch_size": 8, "image_size": 16}
+    cfg = RunConfig.from_dict(fields)
+    held = train.fit(cfg, build_model(cfg), progress=False)
+    assert data.spec(cfg.dataset).streams is None  # small: held in memory
+
+    monkeypatch.setenv("VITLAB_IN_MEMORY_GB", "0")
+    streamed_name = f"folder:{tmp_path}/"  # another name, so the spec is read again under the new limit
+    cfg = RunConfig.from_dict({**fields, "dataset": streamed_name})
+    assert data.spec(streamed_name).streams is not None
+    streamed = train.fit(cfg, build_model(cfg), progress=False)
+    assert streamed.train_steps == 9 and streamed.images_seen == held.images_seen
+    assert (streamed.train_loss, streamed.test_accuracy) == (held.train_loss, held.test_accuracy)  # bitwise

@@ -28,6 +28,49 @@ SPLIT_SEED = 0
 PHOTO_SIZE = 224
 
 
+# Image trees that would decode to more than this many bytes stream from disk through
+# DataLoader workers instead of living in memory (VITLAB_IN_MEMORY_GB overrides it).
+IN_MEMORY_BYTES = 4e9
+
+
+def in_memory_bytes() -> float:
+    return float(os.environ["VITLAB_IN_MEMORY_GB"]) * 1e9 if "VITLAB_IN_MEMORY_GB" in os.environ else IN_MEMORY_BYTES
+
+
+class Images(torch.utils.data.Dataset):
+    """One split of an image dataset, decoded one image at a time (in DataLoader workers):
+    (uint8 (C, size, size), label). open_image(i) returns the i-th PIL image."""
+
+    def __init__(self, open_image, labels: np.ndarray, channels: int, size: int):
+        self.open_image, self.labels, self.channels, self.size = open_image, labels, channels, size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(_to_array(self.open_image(i), self.channels, self.size)), int(self.labels[i])
+
+
+class _OpenFile:
+    """Picklable image opener for DataLoader workers."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __call__(self, i):
+        from PIL import Image
+
+        return Image.open(self.paths[i])
+
+
+class _OpenRow:
+    def __init__(self, split):
+        self.split = split
+
+    def __call__(self, i):
+        return self.split[i]["image"]
+
+
 class DatasetMissing(FileNotFoundError):
     """A registered dataset whose files are not on this machine; one line saying where and how."""
 
@@ -47,6 +90,8 @@ class DatasetSpec:
     transfer: str | None = None  # the dataset few-shot and linear-probe evaluation use
     files: tuple[str, ...] = ()  # what must exist under root() for the dataset to be here
     how: str = ""  # how to get it
+    # For datasets too large to hold decoded: (train, test) Images read from disk as batches are needed.
+    streams: Callable[[], tuple[Images, Images]] | None = None
 
     def root(self) -> Path:
         return data_root() / self.name
@@ -125,13 +170,18 @@ def _photos(paths, labels, desc: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode(images, n: int, channels: int, size: int, desc: str) -> np.ndarray:
-    """PIL images to uint8 (n, channels, size, size): short side resized to size, centre crop."""
+    """PIL images to uint8 (n, channels, size, size)."""
     out = np.empty((n, channels, size, size), dtype=np.uint8)
     for i, im in enumerate(tqdm(images, total=n, desc=desc, unit="img", leave=False)):
-        im = im.convert("L" if channels == 1 else "RGB")
-        t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
-        out[i] = _square(t, size)
+        out[i] = _to_array(im, channels, size)
     return out
+
+
+def _to_array(im, channels: int, size: int) -> np.ndarray:
+    """One PIL image to uint8 (channels, size, size): short side resized to size, centre crop."""
+    im = im.convert("L" if channels == 1 else "RGB")
+    t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
+    return _square(t, size)
 
 
 def _cached(name: str, decode):
@@ -236,8 +286,14 @@ def _folder_spec(name: str) -> DatasetSpec:
                     np.asarray(ds.targets, dtype=np.int64)]
         return tuple(out)
 
+    def streams():
+        return tuple(Images(_OpenFile([p for p, _ in ds.samples]), np.asarray(ds.targets, dtype=np.int64),
+                            channels, size) for ds in (train, test))
+
+    large = (len(train) + len(test)) * channels * size * size > in_memory_bytes()
     return DatasetSpec(name, size, channels, len(train.classes), len(train), len(test), load, True,
-                       f"ImageFolder tree at {root} ({len(train.classes)} classes)", files=(), how="")
+                       f"ImageFolder tree at {root} ({len(train.classes)} classes)", files=(), how="",
+                       streams=streams if large else None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -264,8 +320,13 @@ def _hf_spec(name: str) -> DatasetSpec:
                     np.asarray(split["label"], dtype=np.int64)]
         return tuple(out)
 
+    def streams():
+        return tuple(Images(_OpenRow(ds[part]), np.asarray(ds[part]["label"], dtype=np.int64), channels, size)
+                     for part in ("train", "test"))
+
+    large = (len(ds["train"]) + len(ds["test"])) * channels * size * size > in_memory_bytes()
     return DatasetSpec(name, size, channels, labels.num_classes, len(ds["train"]), len(ds["test"]), load, True,
-                       f"Hugging Face dataset at {path}", files=(), how="")
+                       f"Hugging Face dataset at {path}", files=(), how="", streams=streams if large else None)
 
 
 def _square(t: torch.Tensor, size: int) -> np.ndarray:
@@ -313,6 +374,13 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of uint8 images, kept uint8."""
     out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def sample_stats(images: Images, idx: np.ndarray, n: int = 1000) -> tuple[float, float]:
+    """Pixel mean and std of a streamed training pool, from up to n of its images (evenly spaced)."""
+    pick = np.sort(idx)[np.linspace(0, len(idx) - 1, min(n, len(idx))).astype(int)]
+    pixels = np.stack([images[int(i)][0].numpy() for i in pick]).astype(np.float32) / 255
+    return float(pixels.mean()), float(pixels.std())
 
 
 def normalise(x: torch.Tensor, split: Split) -> torch.Tensor:

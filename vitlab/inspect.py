@@ -7,6 +7,7 @@ attention kernel) stays exactly as in training.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
@@ -147,8 +148,14 @@ def attention_rollout(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n test images of a run's dataset at its input size: uint8 for showing and
     normalised float for the model."""
-    split = data.load(cfg.dataset)
-    images = split.test_images[:n]
+    spec = data.spec(cfg.dataset)
+    if spec.streams:  # too large to load whole: decode just these
+        train, test = spec.streams()
+        split = data.Split(None, None, None, None, *data.sample_stats(train, np.arange(len(train))))
+        images = torch.stack([test[i][0] for i in range(min(n, len(test)))])
+    else:
+        split = data.load(cfg.dataset)
+        images = split.test_images[:n]
     if cfg.input_size != images.shape[-1]:
         images = data.resize(images, cfg.input_size)
     return images, data.normalise(images, split)

@@ -71,17 +71,76 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator, part: sli
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, split: data.Split,
-             batch_size: int = 500) -> float:
-    """Top-1 accuracy (a fraction) of model on uint8 images already on its device."""
+def evaluate(model: nn.Module, batches, stats) -> float:
+    """Top-1 accuracy (a fraction) of model over (uint8 images, labels) batches on its device."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=images.device)
-    for i in range(0, len(images), batch_size):
-        logits = model(data.normalise(images[i:i + batch_size], split))
-        correct += (logits.argmax(1) == labels[i:i + batch_size]).sum()
+    correct = n = 0
+    for images, labels in batches:
+        correct += (model(data.normalise(images, stats)).argmax(1) == labels).sum()
+        n += len(labels)
     model.train(was_training)
-    return correct.item() / len(images)
+    return int(correct) / n
+
+
+class InMemory:
+    """A run's data held whole on the device as uint8; batches gathered there."""
+
+    def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device):
+        split = data.load(cfg.dataset)
+        self.mean, self.std, self.seed, self.device = split.mean, split.std, cfg.seed, device
+        idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
+        self.x_train, self.y_train = split.train_images[idx].to(device), split.train_labels[idx].to(device)
+        self.x_test, self.y_test = split.test_images.to(device), split.test_labels.to(device)
+        if cfg.input_size != spec.image_size:  # resized once, not per step
+            self.x_train, self.x_test = (data.resize(x, cfg.input_size) for x in (self.x_train, self.x_test))
+        self.shuffle = torch.Generator(device=device)
+
+    def batches(self, epoch: int, parts: list[slice]):
+        """This process's part of each remaining step's batch, from the epoch's seeded shuffle."""
+        self.shuffle.manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.y_train), device=self.device, generator=self.shuffle)
+        for part in parts:
+            b = perm[part]
+            yield self.x_train[b], self.y_train[b]
+
+    def evaluate(self, model: nn.Module, batch_size: int = 500) -> float:
+        return evaluate(model, ((self.x_test[i:i + batch_size], self.y_test[i:i + batch_size])
+                                for i in range(0, len(self.y_test), batch_size)), self)
+
+
+class Streamed:
+    """A run's data read from disk by DataLoader workers, for datasets too large to hold decoded.
+
+    The same seeded shuffle and batches as InMemory, so a dataset gives the same run either way.
+    """
+
+    def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device, workers: int | None = None):
+        self.train, self.test = spec.streams()
+        self.idx = data.subset_indices(self.train.labels, cfg.train_size, cfg.seed)
+        self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
+        self.resize = cfg.input_size != spec.image_size
+        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self.mean, self.std = data.sample_stats(self.train, self.idx)
+
+    def _loader(self, dataset, batch_sampler):
+        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.workers,
+                                           pin_memory=self.device.type == "cuda")
+
+    def _on_device(self, loader):
+        for x, y in loader:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield (data.resize(x, self.size) if self.resize else x), y
+
+    def batches(self, epoch: int, parts: list[slice]):
+        # The shuffle InMemory draws on the device, drawn here on the CPU (identical on a CPU run).
+        shuffle = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = self.idx[torch.randperm(len(self.idx), generator=shuffle).numpy()]
+        yield from self._on_device(self._loader(self.train, [order[part].tolist() for part in parts]))
+
+    def evaluate(self, model: nn.Module, batch_size: int = 500) -> float:
+        sampler = [list(range(i, min(i + batch_size, len(self.test)))) for i in range(0, len(self.test), batch_size)]
+        return evaluate(model, self._on_device(self._loader(self.test, sampler)), self)
 
 
 def budget(cfg: RunConfig) -> tuple[int, int, int]:
@@ -205,13 +264,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
                          f"{cfg.grad_accum} micro-batches")
     spec = data.spec(cfg.dataset)
-    split = data.load(cfg.dataset)
-    idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
-    x_train = split.train_images[idx].to(device)
-    y_train = split.train_labels[idx].to(device)
-    x_test, y_test = split.test_images.to(device), split.test_labels.to(device)
-    if cfg.input_size != spec.image_size:  # resized once, not per step
-        x_train, x_test = (data.resize(x, cfg.input_size) for x in (x_train, x_test))
+    source = (Streamed if spec.streams else InMemory)(cfg, spec, device)
 
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
     batch_size, steps_per_epoch, total_steps = budget(cfg)
@@ -224,7 +277,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     pad = max(1, cfg.input_size // 14)
     # Every random draw is seeded by (seed, epoch) or (seed, step), so a resumed run draws
     # exactly what the uninterrupted run drew.
-    shuffle, crops = torch.Generator(device=device), torch.Generator(device=device)
+    crops = torch.Generator(device=device)
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     history, steps, sums = [], 0, None
@@ -243,13 +296,11 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         # Per-epoch sums stay on the device: one host sync per epoch, not per step.
         loss_sum, correct = sums or (torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
         sums = None
-        shuffle.manual_seed(cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(cfg.train_size, device=device, generator=shuffle)
         first = epoch * steps_per_epoch
         epoch_steps = min(steps_per_epoch, total_steps - first)
-        for s in range(steps - first, epoch_steps):
-            b = perm[s * batch_size + rank * per_process:s * batch_size + (rank + 1) * per_process]
-            xb, yb = x_train[b], y_train[b]
+        batches = [slice(s * batch_size + rank * per_process, s * batch_size + (rank + 1) * per_process)
+                   for s in range(steps - first, epoch_steps)]
+        for xb, yb in source.batches(epoch, batches):
             if cfg.augment:
                 crops.manual_seed(cfg.seed * 1_000_003 + steps)
                 part = slice(rank * per_process, (rank + 1) * per_process)
@@ -257,7 +308,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
                 if spec.flip:  # photos, not digits: a mirrored 2 is no 2
                     flip = torch.rand(batch_size, device=device, generator=crops)[part] < 0.5
                     xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            logits, loss = step(model, optimizer, scheduler, accelerator, data.normalise(xb, split), yb,
+            logits, loss = step(model, optimizer, scheduler, accelerator, data.normalise(xb, source), yb,
                                 cfg.label_smoothing, cfg.grad_accum, precision)
             loss_sum += loss
             correct += (logits.argmax(1) == yb).sum()
@@ -290,7 +341,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     train_time = time.perf_counter() - train_started
     images_seen = steps * batch_size
     trained_here = images_seen - images_before
-    test_accuracy = evaluate(model, x_test, y_test, split) if status == "ok" else None
+    test_accuracy = source.evaluate(model) if status == "ok" else None
     transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
         status=status, test_accuracy=test_accuracy,
