@@ -78,8 +78,6 @@ def cmd_train(args) -> int:
 
     from vitlab import results, train
     from vitlab.config import ConfigError, RunConfig
-    from vitlab.models import build_model
-
     values = {}
     for item in args.set:
         key, sep, text = item.partition("=")
@@ -91,17 +89,13 @@ def cmd_train(args) -> int:
     except ConfigError as e:
         raise SweepError(f"--set {e}") from None
     out = Path(args.results).resolve() if args.results else PROJECT_ROOT / "reports" / "runs"
-    model = build_model(cfg)
-    if cfg.pretrained:
-        results.load_pretrained(out, cfg.pretrained, model)
+    model = results.start_model(out, cfg)
     result = train.fit(cfg, model, progress=not args.quiet, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
                        checkpoint_every=args.checkpoint_every)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        if result.status == "ok":
-            results.save_weights(out, cfg.run_id, model)
-        results.write(out, results.make_record(cfg, result))
+        results.finish(out, cfg, model, result)
         print(json.dumps({"run_id": cfg.run_id, "status": result.status, "test_accuracy": result.test_accuracy,
                           "train_loss": result.train_loss, "train_steps": result.train_steps}))
     return 0 if result.status == "ok" else 1

@@ -460,13 +460,20 @@ def neighbour_note(near: dict[str, float] | None) -> str:
             f"of distant patches (at least half the grid apart): **{near['distant']:.3f}**. So {verdict}.")
 
 
+def _with_weights(results_dir, df: pd.DataFrame) -> pd.DataFrame:
+    """The runs of df whose trained weights were saved (runs before vitlab saved them have none)."""
+    from vitlab import results
+
+    return df[df["run_id"].map(lambda r: results.weights_path(results_dir, r).is_file())]
+
+
 def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
     """The report's look inside the most accurate ViT: a caption, then the four pictures."""
     from IPython.display import Markdown
 
     from vitlab import inspect, results
 
-    best = results.best_run(df[df["run_id"].map(lambda r: results.weights_path(results_dir, r).is_file())])
+    best = results.best_run(_with_weights(results_dir, df))
     if best is None:
         return [Missing("No successful ViT run with saved weights: run a sweep with ViTs to fill this section.")]
     cfg, model = results.load_model(results_dir, best)
@@ -495,7 +502,7 @@ def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
     for variant, group in runs.groupby("pos_embed"):
         row = {"pos_embed": variant, "runs": len(group), "mean test accuracy": group["test_accuracy"].mean(),
                "neighbour similarity": None, "distant similarity": None}
-        best = results.best_run(group[group["run_id"].map(lambda r: results.weights_path(results_dir, r).is_file())])
+        best = results.best_run(_with_weights(results_dir, group))
         if best is not None:
             figure, near = inside_position(results.load_model(results_dir, best)[1], f"{variant} (run {best})")
             if near is not None:

@@ -167,8 +167,6 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     runs claimed by another live sweep on the same directory are left to it ("busy").
     """
     results_dir = Path(results_dir or plan.default_results_dir()).resolve()
-    notebooks_dir = results_dir / "notebooks"
-    notebooks_dir.mkdir(parents=True, exist_ok=True)
     runs = shard(plan.runs, *shard_spec)
     for name in sorted({cfg.dataset for cfg in runs}):  # before anything trains
         try:
@@ -180,6 +178,8 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
         if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
             raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
                              f"sweep nor recorded with weights in {results_dir}")
+    notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
+    notebooks_dir.mkdir(parents=True, exist_ok=True)
     counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)

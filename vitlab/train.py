@@ -1,4 +1,4 @@
-"""The training engine: one run on Accelerate, data held on the device."""
+"""The training engine: one run on Accelerate, its data held on the device (or streamed from disk)."""
 from __future__ import annotations
 
 import contextlib
