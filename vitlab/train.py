@@ -16,10 +16,12 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab import data
+from vitlab import cpu, data
 from vitlab import evaluate as evaluation
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
+
+cpu.configure()  # on import, before this process trains anything (see vitlab.cpu)
 
 
 @dataclass

@@ -1,0 +1,51 @@
+import platform
+import subprocess
+import sys
+
+import pytest
+
+# Each in a fresh process: these settings are for the whole process, for good.
+HEAP_AFTER_FREE = """
+import ctypes, sys
+from vitlab import cpu
+if sys.argv[1] == "keep":
+    assert cpu.keep_freed_memory()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
+blocks = [libc.malloc(100_000) for _ in range(200)]  # 20 MB of heap, as a step's activations
+top = libc.sbrk(0)
+for block in reversed(blocks):
+    libc.free(block)
+print((top - libc.sbrk(0)) / 1e6)  # MB handed back to the kernel
+"""
+
+
+def returned_mb(mode: str) -> float:
+    out = subprocess.run([sys.executable, "-c", HEAP_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_freed_memory_stays_with_the_process():
+    assert returned_mb("default") > 15  # glibc's default: the next step faults it back in
+    assert returned_mb("keep") == 0
+
+
+DENORMAL_SURVIVES = """
+import sys, torch
+if sys.argv[1] == "train":
+    import vitlab.train
+print(float(torch.tensor([1e-30]) * 1e-10) != 0.0)
+"""
+
+
+def denormal_survives(mode: str) -> bool:
+    out = subprocess.run([sys.executable, "-c", DENORMAL_SURVIVES, mode], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 flush-to-zero only")
+def test_training_processes_flush_denormals():
+    assert denormal_survives("bare")
+    assert not denormal_survives("train")
