@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 
 from vitlab import data
@@ -169,6 +170,7 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
     fields = {"dataset": f"folder:{tmp_path}", "train_size": 24, "patch_size": 4, "depth": 1, "width": 16,
               "heads": 2, "mlp_dim": 32, "steps": 9, "batch_size": 8, "image_size": 16}
     cfg = RunConfig.from_dict(fields)
+    cfg_name = cfg.dataset
     held = train.fit(cfg, build_model(cfg), progress=False)
     assert data.spec(cfg.dataset).streams is None  # small: held in memory
 
@@ -179,3 +181,13 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
     streamed = train.fit(cfg, build_model(cfg), progress=False)
     assert streamed.train_steps == 9 and streamed.images_seen == held.images_seen
     assert (streamed.train_loss, streamed.test_accuracy) == (held.train_loss, held.test_accuracy)  # bitwise
+
+    # A subset normalises with the pool's statistics either way, and inspect sees the same images.
+    from vitlab import inspect
+
+    subset = {**fields, "train_size": 12, "steps": 3, "batch_size": 4}
+    held_cfg, streamed_cfg = (RunConfig.from_dict({**subset, "dataset": name}) for name in (cfg_name, streamed_name))
+    held, streamed = (train.fit(c, build_model(c), progress=False) for c in (held_cfg, streamed_cfg))
+    assert (streamed.train_loss, streamed.test_accuracy) == (held.train_loss, held.test_accuracy)
+    for a, b in zip(inspect.sample_images(held_cfg, n=4), inspect.sample_images(streamed_cfg, n=4)):
+        assert torch.equal(a, b)

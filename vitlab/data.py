@@ -376,10 +376,13 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def sample_stats(images: Images, idx: np.ndarray, n: int = 1000) -> tuple[float, float]:
-    """Pixel mean and std of a streamed training pool, from up to n of its images (evenly spaced)."""
-    pick = np.sort(idx)[np.linspace(0, len(idx) - 1, min(n, len(idx))).astype(int)]
-    pixels = np.stack([images[int(i)][0].numpy() for i in pick]).astype(np.float32) / 255
+@functools.lru_cache(maxsize=None)
+def stream_stats(name: str, n: int = 1000) -> tuple[float, float]:
+    """Pixel mean and std of a streamed dataset's training pool, from n of its images evenly spaced
+    (load() takes a held dataset's from all of them): one estimate per dataset, whatever the subset."""
+    train, _ = spec(name).streams()
+    pick = np.linspace(0, len(train) - 1, min(n, len(train))).astype(int)
+    pixels = np.stack([train[int(i)][0].numpy() for i in pick]).astype(np.float32) / 255
     return float(pixels.mean()), float(pixels.std())
 
 

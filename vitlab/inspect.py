@@ -7,7 +7,6 @@ attention kernel) stays exactly as in training.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
@@ -150,8 +149,8 @@ def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tenso
     normalised float for the model."""
     spec = data.spec(cfg.dataset)
     if spec.streams:  # too large to load whole: decode just these
-        train, test = spec.streams()
-        split = data.Split(None, None, None, None, *data.sample_stats(train, np.arange(len(train))))
+        test = spec.streams()[1]
+        split = data.Split(None, None, None, None, *data.stream_stats(cfg.dataset))
         images = torch.stack([test[i][0] for i in range(min(n, len(test)))])
     else:
         split = data.load(cfg.dataset)

@@ -123,7 +123,7 @@ class Streamed:
         self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
         self.resize = cfg.input_size != spec.image_size
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
-        self.mean, self.std = data.sample_stats(self.train, self.idx)
+        self.mean, self.std = data.stream_stats(cfg.dataset)  # the pool's, as InMemory's
 
     def _loader(self, dataset, batch_sampler):
         return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.workers,
