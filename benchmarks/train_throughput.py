@@ -130,7 +130,7 @@ def main() -> None:
     cfg = RunConfig.from_dict(SHAPE)
     flops = forward_flops(build_model(cfg), (1, 32, 32))
     peak = matmul_rate(device)
-    train_flops_per_step = TRAIN_FLOPS_PER_FORWARD * flops * SHAPE["batch_size"]
+    train_flops_per_image = TRAIN_FLOPS_PER_FORWARD * flops
     figures = {
         "device": str(device), "threads": torch.get_num_threads(),
         "vitlab_images_per_s": round(ours, 1), "bare_images_per_s": round(bare, 1),
@@ -139,9 +139,9 @@ def main() -> None:
         "vitlab_no_augment_images_per_s": round(plain, 1), "ratio_vs_bare_no_augment": round(plain / bare, 3),
         "forward_gflops_per_image": round(flops / 1e9, 4),
         "matmul_gflop_per_s": round(peak / 1e9, 1),
-        "mfu": round(TRAIN_FLOPS_PER_FORWARD * flops * ours / peak, 3),
-        "bare_mfu": round(TRAIN_FLOPS_PER_FORWARD * flops * bare / peak, 3),
-        "gemms_only_mfu": round(train_flops_per_step / gemm_seconds_per_step(device) / peak, 3),
+        "mfu": round(train_flops_per_image * ours / peak, 3),
+        "bare_mfu": round(train_flops_per_image * bare / peak, 3),
+        "gemms_only_mfu": round(train_flops_per_image * SHAPE["batch_size"] / gemm_seconds_per_step(device) / peak, 3),
     }
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
 
