@@ -1,9 +1,15 @@
-"""The claims table decides from runs built for each case; studies find the right runs."""
+"""The claims table decides from runs built for each case; studies find the right runs.
+
+Each verdict is a contrast of study points with a t interval (vitlab.stats); the tests named
+for a cause failed on the verdicts before it (percentile bootstrap over two seeds, binomial
+error alone with one seed, half-widths added, frontier points taken as independent, the hybrid
+claim decided on a point estimate, selection on the test split)."""
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
-from vitlab import plots, verdicts
+from vitlab import plots, studies, verdicts
 from vitlab.config import RunConfig
 from vitlab.studies import scaling_directions, two_factor_study
 
@@ -13,12 +19,14 @@ HYBRID = dict(model="hybrid", depth=2, width=32, heads=2, mlp_dim=64, patch_size
 
 
 def runs(*specs) -> pd.DataFrame:
-    """Records from (config overrides, test accuracy, training FLOPs) triples."""
+    """Records from (config overrides, test accuracy, training FLOPs[, val accuracy]) tuples;
+    validation accuracy is the test accuracy unless given."""
     rows = []
-    for overrides, accuracy, flops in specs:
+    for overrides, accuracy, flops, *val in specs:
         cfg = RunConfig.from_dict(overrides)
         rows.append({"run_id": cfg.run_id, "status": "ok", **cfg.to_dict(), "test_accuracy": accuracy,
-                     "train_flops": flops, "n_params": 1000 * cfg.depth * (cfg.width or 1)})
+                     "val_accuracy": val[0] if val else accuracy, "train_flops": flops,
+                     "n_params": 1000 * cfg.depth * (cfg.width or 1)})
     return pd.DataFrame(rows)
 
 
@@ -28,20 +36,57 @@ def seeds(base, accuracy, flops=1e12, n=3, spread=0.004):
 
 def data_size(vit_small, res_small, vit_large, res_large, n=3):
     out = []
-    for size, v, r in ((500, vit_small, res_small), (4000, vit_large, res_large)):
+    for size, v, r in ((500, vit_small, res_small), (3500, vit_large, res_large)):
         out += seeds({**VIT, "train_size": size}, v, n=n) + seeds({**RESNET, "train_size": size}, r, n=n)
     return runs(*out)
 
 
-def test_difference_over_seeds_and_from_test_set_sampling():
-    d = verdicts.difference([0.80, 0.81, 0.82], [0.70, 0.71, 0.72], 1000)
-    assert d.value == pytest.approx(0.10) and 0.08 < d.low < d.high < 0.12 and "seeds" in d.basis
-    assert d.verdict() == verdicts.SUPPORTED
-    one = verdicts.difference([0.80], [0.79], 1000)
-    se = np.sqrt(0.8 * 0.2 / 1000 + 0.79 * 0.21 / 1000)
-    assert (one.low, one.high) == pytest.approx((0.01 - 1.96 * se, 0.01 + 1.96 * se))
-    assert one.verdict() == verdicts.UNDECIDED and "sampling" in one.basis
-    assert verdicts.difference([0.5], [0.7], 1000).verdict() == verdicts.CONTRADICTED
+def test_two_seeds_per_side_get_a_t_interval_with_pooled_seed_variance_and_sampling_error():
+    # Cause: a percentile bootstrap over two values per side gave an interval as narrow as
+    # the spread of the two, far narrower than a 95% interval.
+    df = runs(({**VIT, "train_size": 500, "seed": 0}, 0.80, 1e12), ({**VIT, "train_size": 500, "seed": 1}, 0.82, 1e12),
+              ({**RESNET, "train_size": 500, "seed": 0}, 0.86, 1e12), ({**RESNET, "train_size": 500, "seed": 1}, 0.90, 1e12),
+              ({**VIT, "train_size": 3500, "seed": 0}, 0.95, 1e12), ({**RESNET, "train_size": 3500, "seed": 0}, 0.93, 1e12))
+    v = verdicts.resnet_wins_on_small_data(df)
+    pooled = ((0.01 ** 2 * 2) + (0.02 ** 2 * 2)) / 2  # two repeated configurations, 1 df each
+    se = np.sqrt(pooled / 2 * 2 + 0.81 * 0.19 / 1000 + 0.88 * 0.12 / 1000)
+    half = st.t.ppf(0.975, 2) * se
+    assert f"{0.07 - half:+.3f} to {0.07 + half:+.3f}" in v.evidence
+    assert v.verdict == verdicts.UNDECIDED  # the old bootstrap called this supported
+    assert "2 ResNet runs, 2 ViT runs" in v.evidence and f"seed sd {np.sqrt(pooled):.3f}" in v.evidence
+
+
+def test_one_seed_per_configuration_is_never_decided_and_says_how_many_seeds_would():
+    # Cause: with one seed, test-set sampling error alone decided (seed variance ignored).
+    df = data_size(vit_small=0.60, res_small=0.70, vit_large=0.95, res_large=0.90, n=1)
+    for claim in (verdicts.resnet_wins_on_small_data, verdicts.vit_gains_more_from_data):
+        v = claim(df)
+        assert v.verdict == verdicts.UNDECIDED, v.evidence
+        assert "no configuration was run with two or more seeds" in v.evidence
+        assert "at least 2 seeds per configuration would decide" in v.evidence
+    tiny = data_size(vit_small=0.700, res_small=0.701, vit_large=0.95, res_large=0.90, n=1)
+    assert "no number of seeds would decide" in verdicts.resnet_wins_on_small_data(tiny).evidence
+
+
+def test_several_seeds_are_not_counted_as_extra_test_images():
+    # Cause: with one side of three seeds and the other of one, seeds counted as more test images.
+    df = runs(*seeds({**VIT, "train_size": 500}, 0.80, n=3, spread=0.03), ({**RESNET, "train_size": 500}, 0.84, 1e12),
+              ({**VIT, "train_size": 3500}, 0.95, 1e12), ({**RESNET, "train_size": 3500}, 0.93, 1e12))
+    v = verdicts.resnet_wins_on_small_data(df)
+    sd = 0.03
+    se = np.sqrt(sd ** 2 / 3 + sd ** 2 + 0.8 * 0.2 / 1000 + 0.84 * 0.16 / 1000)
+    assert f"seed sd {sd:.3f}" in v.evidence and f"to {0.04 + st.t.ppf(0.975, 2) * se:+.3f}" in v.evidence
+
+
+def test_gains_more_combines_all_four_cells_variances():
+    # Cause: the gains-more interval combined upper half-widths of two bootstrap intervals.
+    df = data_size(vit_small=0.60, res_small=0.70, vit_large=0.95, res_large=0.90)
+    v = verdicts.vit_gains_more_from_data(df)
+    pooled = 0.004 ** 2  # three seeds at each of four configurations, 0.004 apart
+    cells = [0.60, 0.70, 0.95, 0.90]
+    se = np.sqrt(sum(pooled / 3 + p * (1 - p) / 1000 for p in cells))
+    half = st.t.ppf(0.975, 8) * se
+    assert v.verdict == verdicts.SUPPORTED and f"{0.15 - half:+.3f} to {0.15 + half:+.3f}" in v.evidence
 
 
 def test_small_data_claims_follow_the_runs():
@@ -70,27 +115,86 @@ def test_patch_and_position_embedding_claims():
     assert v.verdict == verdicts.SUPPORTED and "+0.105" in v.evidence
 
 
+def direction_runs(depth_accs, width_accs, n=2, spread=0.004):
+    specs = seeds(VIT, 0.90, 1e12, n=n, spread=spread)
+    for (depth, flops), acc in zip(((2, 5e11), (8, 2e12), (12, 3e12)), depth_accs):
+        specs += seeds({**VIT, "depth": depth}, acc, flops, n=n, spread=spread)
+    for (width, heads, flops), acc in zip(((32, 2, 5e11), (128, 8, 2e12), (192, 12, 3e12)), width_accs):
+        specs += seeds({**VIT, "width": width, "heads": heads, "mlp_dim": 2 * width}, acc, flops, n=n, spread=spread)
+    return runs(*specs)
+
+
 def test_depth_against_width_uses_the_scaling_directions():
-    specs = [(VIT, 0.90, 1e12)]
-    for depth, acc, flops in ((2, 0.85, 5e11), (8, 0.95, 2e12), (12, 0.97, 3e12)):
-        specs.append(({**VIT, "depth": depth}, acc, flops))
-    for width, heads, acc, flops in ((32, 2, 0.89, 5e11), (128, 8, 0.905, 2e12), (192, 12, 0.91, 3e12)):
-        specs.append(({**VIT, "width": width, "heads": heads, "mlp_dim": 2 * width}, acc, flops))
-    df = runs(*specs)
+    df = direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91))
     directions = scaling_directions(df)
-    assert directions.groupby("direction")["run_id"].nunique().to_dict() == {"depth": 4, "width": 4}
+    assert directions.groupby("direction")["run_id"].nunique().to_dict() == {"depth": 8, "width": 8}
     v = verdicts.depth_helps_more_than_width(df)
     assert v.verdict == verdicts.SUPPORTED, v.evidence
+    assert "4 depth points, 4 width points" in v.evidence
     assert "Line plot" in plots.scaling_directions_plot(df).alt
+    assert verdicts.depth_helps_more_than_width(direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91), n=1)
+                                               ).verdict == verdicts.UNDECIDED
+
+
+def frontier_runs(vit_accs, res_accs, n=2, spread=0.004, vit_flops=(1e11, 3e11, 1e12), res_flops=(1e11, 4e11, 1.2e12)):
+    specs = []
+    for d, acc, f in zip((1, 2, 4), vit_accs, vit_flops):
+        specs += seeds({**VIT, "depth": d}, acc, f, n=n, spread=spread)
+    for d, acc, f in zip((8, 14, 20), res_accs, res_flops):
+        specs += seeds({**RESNET, "depth": d}, acc, f, n=n, spread=spread)
+    return runs(*specs)
 
 
 def test_equal_compute_compares_frontiers():
-    vit = [({**VIT, "depth": d}, acc, f) for d, acc, f in ((1, 0.80, 1e11), (2, 0.88, 3e11), (4, 0.93, 1e12))]
-    res = [({**RESNET, "depth": d}, acc, f) for d, acc, f in ((8, 0.70, 1e11), (14, 0.78, 4e11), (20, 0.85, 1.2e12))]
-    better = verdicts.vit_beats_resnet_at_equal_compute(runs(*vit, *res))
+    better = verdicts.vit_beats_resnet_at_equal_compute(frontier_runs((0.80, 0.88, 0.93), (0.70, 0.78, 0.85)))
     assert better.verdict == verdicts.SUPPORTED, better.evidence
-    flipped = [(c, a - 0.2, f) for c, a, f in vit]
-    assert verdicts.vit_beats_resnet_at_equal_compute(runs(*flipped, *res)).verdict == verdicts.CONTRADICTED
+    worse = frontier_runs((0.60, 0.68, 0.73), (0.70, 0.78, 0.85))
+    assert verdicts.vit_beats_resnet_at_equal_compute(worse).verdict == verdicts.CONTRADICTED
+
+
+def test_frontier_gap_counts_the_shared_resnet_points_once():
+    # Cause: the mean gap over ViT frontier points divided its error by sqrt(points), as if
+    # every point met an independent ResNet frontier. Here all three ViT points sit between the
+    # same two ResNet points, so the gap's error is at least the error of their interpolation.
+    df = frontier_runs((0.80, 0.81, 0.82), (0.78, 0.83, 0.85), vit_flops=(1.5e11, 2e11, 2.5e11))
+    c, front = verdicts._frontiers(df, ("vit", "resnet"))
+    gaps = studies.frontier_gaps(front["vit"], front["resnet"])
+    assert len(gaps) == 3
+    est = c.contrast(studies.mean_weights(gaps))
+    resnet_only = c.contrast({k: w for k, w in studies.mean_weights(gaps).items() if k[0] == "resnet"})
+    assert est.se >= resnet_only.se
+
+
+def test_frontiers_stay_within_one_dataset_and_size_and_exclude_fine_tuned_runs():
+    df = frontier_runs((0.80, 0.88, 0.93), (0.70, 0.78, 0.85))
+    other = runs(*seeds({**VIT, "depth": 1, "train_size": 500}, 0.99, 1e11),
+                 *seeds({**VIT, "depth": 2, "pretrained": "0123456789ab"}, 0.99, 2e11))
+    group = studies.compute_group(pd.concat([df, other]), ("vit", "resnet"))
+    assert set(group["train_size"]) == {3500} and group["pretrained"].isna().all() and len(group) == len(df)
+
+
+def test_frontier_membership_is_chosen_on_validation():
+    # Cause: frontiers were the runs best on the test split.
+    df = runs(({**VIT, "depth": 1}, 0.80, 1e11, 0.80), ({**VIT, "depth": 2}, 0.95, 2e11, 0.70),
+              ({**VIT, "depth": 4}, 0.85, 4e11, 0.85))
+    front = studies.frontier(studies.compare(df).points)
+    assert front["depth"].tolist() == [1, 4]
+
+
+def test_hybrid_claim_needs_intervals_not_point_estimates():
+    # Cause: decided on the point estimates of the gap, with no interval for the small end.
+    def hybrid(vit_accs, hyb_accs, spread):
+        specs = []
+        for d, acc, f in zip((1, 2, 4), vit_accs, (1e11, 3e11, 1e12)):
+            specs += seeds({**VIT, "depth": d}, acc, f, n=2, spread=spread)
+        for d, acc, f in zip((1, 2, 4), hyb_accs, (1e11, 3e11, 1e12)):
+            specs += seeds({**HYBRID, "depth": d}, acc, f, n=2, spread=spread)
+        return runs(*specs)
+
+    clear = verdicts.hybrids_help_at_small_compute(hybrid((0.80, 0.90, 0.95), (0.90, 0.93, 0.95), 0.004))
+    assert clear.verdict == verdicts.SUPPORTED, clear.evidence
+    noisy = verdicts.hybrids_help_at_small_compute(hybrid((0.80, 0.90, 0.95), (0.82, 0.91, 0.95), 0.04))
+    assert noisy.verdict == verdicts.UNDECIDED, noisy.evidence
 
 
 def test_two_factor_study_and_pooling_figure():

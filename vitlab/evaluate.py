@@ -6,37 +6,55 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitlab import data
+from vitlab import data, seeds
 from vitlab.config import RunConfig
 
 SHOTS = (1, 5, 10, 25)
-L2_REG = 1.0  # the regularisation of big_vision's few-shot evaluator, on centred features
-FEWSHOT_SEED = 0
+# big_vision's few-shot evaluator (evaluators/fewshot_lsr.py): a fixed L2 of 2^10 on features
+# standardised with the shot set's statistics, plus a constant bias feature large enough to be
+# barely regularised; three seeded draws of nested shot sets, averaged.
+L2_REG = 2.0 ** 10
+BIAS_FEATURE = 100.0
+FEWSHOT_DRAWS = 3
 
 
 def fewshot_linear(train_features, train_labels, test_features, test_labels, l2_reg: float = L2_REG) -> float:
-    """Accuracy of a closed-form regularised least-squares map from features to {-1, 1}
-    one-vs-rest targets (the paper's few-shot linear evaluation).
+    """Accuracy of big_vision's few-shot linear classifier: closed-form ridge regression from
+    standardised features (with a constant bias feature) onto {-1, 1} one-vs-rest targets.
 
-    Features and targets are centred on the training set, which fits an unpenalised bias,
-    exactly as scikit-learn's RidgeClassifier(alpha=l2_reg) does; written here because one
-    small linear solve in float64 is all it takes and runs on the features' device.
+    Written here because one small float64 solve is all it takes and it runs on the features'
+    device; it matches scikit-learn's RidgeClassifier on the same standardised, augmented
+    features without an intercept (tested).
     """
     x = torch.as_tensor(train_features, dtype=torch.float64)
     labels = torch.as_tensor(np.asarray(train_labels))
     classes, y_index = torch.unique(labels, return_inverse=True)
     y = -torch.ones(len(x), len(classes), dtype=torch.float64, device=x.device)
     y[torch.arange(len(x)), y_index] = 1
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc, yc = x - x_mean, y - y_mean
-    n, d = xc.shape
+    mean, std = x.mean(0), x.std(0, correction=0) + 1e-5
+
+    def prepare(f):
+        f = (torch.as_tensor(f, dtype=torch.float64, device=x.device) - mean) / std
+        return torch.cat([f, torch.full((len(f), 1), BIAS_FEATURE, dtype=f.dtype, device=f.device)], 1)
+
+    x = prepare(x)
+    n, d = x.shape
     if n < d:  # the dual form solves an n x n system instead of d x d
-        w = xc.T @ torch.linalg.solve(xc @ xc.T + l2_reg * torch.eye(n, dtype=x.dtype, device=x.device), yc)
+        w = x.T @ torch.linalg.solve(x @ x.T + l2_reg * torch.eye(n, dtype=x.dtype, device=x.device), y)
     else:
-        w = torch.linalg.solve(xc.T @ xc + l2_reg * torch.eye(d, dtype=x.dtype, device=x.device), xc.T @ yc)
-    test = torch.as_tensor(test_features, dtype=torch.float64)
-    predicted = classes[((test - x_mean) @ w + y_mean).argmax(1).cpu()]
+        w = torch.linalg.solve(x.T @ x + l2_reg * torch.eye(d, dtype=x.dtype, device=x.device), x.T @ y)
+    predicted = classes[(prepare(test_features) @ w).argmax(1).cpu()]
     return (predicted == torch.as_tensor(np.asarray(test_labels))).double().mean().item()
+
+
+def shot_sets(labels: np.ndarray, shots, seed: int) -> dict[int, np.ndarray]:
+    """Nested shot sets, as big_vision draws them: each class's examples in one seeded
+    permutation, the first k of each for k shots. Shot counts above the smallest class's
+    count are left out (a class cannot give more examples than it has)."""
+    rng = np.random.default_rng(seed)
+    order = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    smallest = min(len(o) for o in order)
+    return {k: np.concatenate([o[:k] for o in order]) for k in shots if k <= smallest}
 
 
 @torch.no_grad()
@@ -78,20 +96,28 @@ def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
     return tuple(out)
 
 
-def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, float | None]:
-    """Few-shot accuracies (SHOTS examples per class, drawn by a fixed seed) and a linear probe
-    on the whole training pool, both on the run's transfer dataset."""
+def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | str = "cpu") -> dict:
+    """Few-shot accuracies (SHOTS examples per class, the mean of FEWSHOT_DRAWS draws from the
+    run's own few-shot seed stream) and a linear probe on the whole training pool, both on the
+    run's transfer dataset. A shot count the transfer dataset's smallest class cannot fill is
+    left empty and said in `notes`."""
     names = [f"fewshot_{k}" for k in SHOTS] + ["linear_probe"]
+    out: dict = dict.fromkeys(names) | {"notes": None}
     images = transfer_images(cfg, device)
     if images is None:
-        return dict.fromkeys(names)
+        return out
     x_train, y_train, x_test, y_test = images
     f_train, f_test = features(model, x_train), features(model, x_test)
-    labels = y_train.cpu().numpy()
-    rng = np.random.default_rng(FEWSHOT_SEED)
-    out = {}
-    for k in SHOTS:
-        pick = np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False) for c in np.unique(labels)])
-        out[f"fewshot_{k}"] = fewshot_linear(f_train[pick], labels[pick], f_test, y_test.cpu())
-    out["linear_probe"] = fewshot_linear(f_train, labels, f_test, y_test.cpu())
+    labels, y_test = y_train.cpu().numpy(), y_test.cpu()
+    scores: dict[int, list[float]] = {}
+    for draw in range(FEWSHOT_DRAWS):
+        for k, pick in shot_sets(labels, SHOTS, seeds.derive(cfg.seed, "fewshot", draw)).items():
+            scores.setdefault(k, []).append(fewshot_linear(f_train[pick], labels[pick], f_test, y_test))
+    out.update({f"fewshot_{k}": float(np.mean(v)) for k, v in scores.items()})
+    skipped = [k for k in SHOTS if k not in scores]
+    if skipped:
+        smallest = int(np.unique(labels, return_counts=True)[1].min())
+        out["notes"] = (f"{', '.join(map(str, skipped))}-shot evaluation skipped: the smallest class of "
+                        f"{data.spec(cfg.dataset).transfer} has {smallest} training images")
+    out["linear_probe"] = fewshot_linear(f_train, labels, f_test, y_test)
     return out

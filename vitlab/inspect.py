@@ -150,7 +150,7 @@ def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tenso
     spec = data.spec(cfg.dataset)
     if spec.streams:  # too large to load whole: decode just these
         test = spec.streams()[1]
-        split = data.Split(None, None, None, None, *data.stream_stats(cfg.dataset))
+        split = data.Split(None, None, None, None, None, None, *data.stream_stats(cfg.dataset))
         images = torch.stack([test[i][0] for i in range(min(n, len(test)))])
     else:
         split = data.load(cfg.dataset)

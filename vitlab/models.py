@@ -13,7 +13,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_hybrid import HybridEmbed
 from torch import nn
 
-from vitlab import data
+from vitlab import data, seeds
 
 # Bottleneck blocks per stage of the BiT / ImageNet ResNets, by depth.
 BIT_LAYERS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -84,6 +84,15 @@ class LearnedPos2d(nn.Module):
         return tokens + table.reshape(1, h * w, -1)
 
 
+def position_parameters(model: nn.Module) -> set[str]:
+    """Names of a model's position-embedding parameters, whichever variant it has: none of them
+    gets weight decay (timm exempts its 1-D `pos_embed`; the 2-D tables must be treated alike,
+    or the Table 8 comparison measures the regulariser, not the embedding)."""
+    names = {name for name, module in model.named_modules() if isinstance(module, LearnedPos2d)}
+    out = {f"{name}.{table}" for name in names for table in ("rows", "cols")}
+    return out | ({"pos_embed"} if isinstance(getattr(model, "pos_embed", None), nn.Parameter) else set())
+
+
 def _resnet(depth: int, width: int, stem: str, in_chans: int, num_classes: int, hybrid: bool = False) -> ResNetV2:
     """BiT-style ResNet-v2 (GroupNorm + weight standardisation) through timm's ResNetV2.
 
@@ -117,5 +126,5 @@ def build_model(cfg) -> nn.Module:
     """The model of a run (a RunConfig), shaped for its dataset, initialised from its seed."""
     spec = data.spec(cfg.dataset)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seeds.derive(cfg.seed, "init"))
         return create(image_size=cfg.input_size, channels=spec.channels, num_classes=spec.num_classes, **cfg.arch())

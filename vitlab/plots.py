@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vitlab.studies import CONFIG_FIELDS, ok_runs, one_factor_study
+from vitlab.studies import (CONFIG_FIELDS, Comparison, compare, compute_group, direction_trends, frontier, ok_runs,
+                            one_factor_study)
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
           "patch_size": "patch size (px)", "train_size": "training images"}
 AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
-# A four-parameter law needs a fifth point before its fit says anything.
-MIN_FIT_POINTS = 5
 METRIC_LABELS = {"test_accuracy": "test accuracy", "fewshot_10": "10-shot linear accuracy (transfer)",
                  "linear_probe": "linear probe accuracy (transfer)"}
 
@@ -75,38 +74,61 @@ def _families(runs: pd.DataFrame) -> str:
 
 
 def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
-    """Test error against training compute for every run, each family's Pareto frontier,
-    and the saturating power law fitted to the ViT runs, extrapolated with its band."""
+    """Test error against training compute for the runs trained from scratch on one dataset and
+    training-set size, each family's Pareto frontier (chosen on validation error), and the
+    saturating power law fitted to the ViT frontier, extrapolated with its band."""
     from vitlab import scaling
 
-    runs = ok_runs(df)
+    runs = compute_group(df, sorted(ok_runs(df)["model"].unique()))
     if runs.empty:
         return Missing("No successful runs yet.")
+    comparison = compare(runs)
     fig, ax = _figure("Test error vs training compute")
     sns.scatterplot(data=runs, x="train_flops", y="test_error", hue="model", style="model", s=60, ax=ax, alpha=0.7)
     palette = dict(zip(sorted(runs["model"].unique()), sns.color_palette()))
-    for model, group in runs.groupby("model"):
-        front = group[scaling.pareto_frontier(group["train_flops"], group["test_error"])].sort_values("train_flops")
-        ax.plot(front["train_flops"], front["test_error"], color=palette.get(model), lw=1.2)
+    fronts = {m: frontier(comparison.points[comparison.points["model"] == m]) for m in palette}
+    for model, front in fronts.items():
+        ax.plot(front["train_flops"], front["test_error"], color=palette[model], lw=1.2)
     note = ""
-    vit = runs[runs["model"] == "vit"]
-    front = vit[scaling.pareto_frontier(vit["train_flops"], vit["test_error"])] if len(vit) else vit
-    if front["train_flops"].nunique() >= MIN_FIT_POINTS:
-        fit = scaling.fit_saturating_power_law(front["train_flops"], front["test_error"])
+    front = fronts.get("vit", runs.iloc[:0])
+    fit = _fit(front, "train_flops", comparison)
+    if fit is not None:
         x = np.logspace(np.log10(front["train_flops"].min()), np.log10(front["train_flops"].max() * extrapolate), 80)
         low, high = fit.band(x)
         ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="ViT frontier fit")
         ax.fill_between(x, low, high, color="grey", alpha=0.2, lw=0)
         ax.legend(fontsize=8)
-        note = (f" Dashed: error = a(C + c)^-b + e_inf fitted to the ViT frontier (b = {fit.b:.2f}, "
-                f"e_inf = {fit.e_inf:.3f}), extrapolated to {extrapolate:g}x the largest run's compute, "
-                "with its 95% bootstrap band.")
+        note = (f" Dashed: error = {fit.form} fitted to the ViT frontier (b = {fit.b:.2f}, e_inf = {fit.e_inf:.3f}), "
+                f"extrapolated to {extrapolate:g}x the largest run's compute, with its 95% parametric-bootstrap band "
+                f"({fit.kept} of {fit.n_boot} refits kept; noise: {fit.noise}).")
+    elif len(front):
+        note = (f" The ViT frontier has {front['train_flops'].nunique()} distinct compute values; a scaling law needs "
+                f"{scaling.MIN_THREE_PARAMETER_X}, so none is fitted or extrapolated.")
     _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
+    dataset, size = runs["dataset"].iloc[0], runs["train_size"].iloc[0]
     return _done(fig, f"Scatter plot of test error against training FLOPs on a log axis for {_families(runs)} runs, "
                       "with each family's Pareto frontier as a line.",
-                 "Mirrors the paper's Fig. 5: performance against pre-training compute by family; lines join "
-                 "each family's Pareto-optimal runs (no cheaper run is better)." + note)
+                 f"Mirrors the paper's Fig. 5: performance against pre-training compute by family, for runs trained "
+                 f"from scratch on {dataset} with {size:,} training images; lines join each family's Pareto-optimal "
+                 "configurations (no cheaper one is better on validation), drawn at their mean test error over "
+                 "seeds." + note)
+
+
+def _fit(points: pd.DataFrame, x: str, comparison: Comparison):
+    """The saturating power law of test error against x over study points (seed means), with
+    each point's noise from the comparison's pooled seed variance and the test set; None when
+    there are too few distinct x values."""
+    from vitlab import scaling
+
+    if points.empty or points[x].nunique() < scaling.MIN_THREE_PARAMETER_X:
+        return None
+    sd, df = None, None
+    if comparison.noise.df:
+        p = points["test_accuracy"].to_numpy()
+        sd = np.sqrt(comparison.noise.var / points["n"].to_numpy() + p * (1 - p) / comparison.test_size)
+        df = comparison.noise.df
+    return scaling.fit_saturating_power_law(points[x], points["test_error"], noise_sd=sd, noise_df=df)
 
 
 def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
@@ -115,7 +137,8 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
         return Missing(f"No two successful {model} runs differ only in {axis}: "
                        f"add a grid over {axis} to the params file to fill this section.")
     fig, ax = _figure(f"{'ViT' if model == 'vit' else model} test accuracy vs {axis}")
-    sns.lineplot(data=study, x=axis, y="test_accuracy", marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=study, x=axis, y="test_accuracy", errorbar=None, ax=ax)
+    sns.scatterplot(data=study, x=axis, y="test_accuracy", ax=ax, s=40)
     if axis in ("width", "train_size"):
         ax.set_xscale("log", base=2)
     ax.set(xlabel=LABELS.get(axis, axis), ylabel="test accuracy")
@@ -124,7 +147,8 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
     return _done(fig, f"Line plot of {name} test accuracy against {LABELS.get(axis, axis)} for "
                       f"{study[axis].nunique()} values.",
                  f"Mirrors one axis of the paper's Appendix D.2 (Fig. 8): {name} runs that differ only in {axis}"
-                 + (f", {seeds} seeds each; the band is a 95% interval over seeds." if seeds > 1 else ", one seed each."))
+                 + (f", {seeds} seeds each; points are single runs, the line joins their means." if seeds > 1
+                    else ", one seed each."))
 
 
 def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accuracy"):
@@ -140,13 +164,15 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
     data = pd.concat(studies)
     label = METRIC_LABELS[metric]
     fig, ax = _figure(f"{label[0].upper() + label[1:]} vs training set size, by model family")
-    sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model",
-                 marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model", errorbar=None, ax=ax)
+    sns.scatterplot(data=data, x="train_size", y=metric, hue="model", style="model", ax=ax, s=40, legend=False)
     ax.set_xscale("log", base=2)
     ax.set(xlabel=LABELS["train_size"], ylabel=label)
     return _done(fig, f"Line plot of {label} against training set size on a log axis for {_families(data)}.",
                  ("Mirrors the paper's Fig. 3" if metric == "test_accuracy" else "Mirrors the paper's Fig. 4 (linear few-shot)")
-                 + ": nested, stratified subsets of one training pool, each family trained for the same steps.")
+                 + ": nested, stratified subsets of one training pool, each family trained for the same steps; "
+                 "points are single runs (seeds), lines join their means. The claims table above gives the "
+                 "comparisons' intervals.")
 
 
 def scaling_directions_plot(df: pd.DataFrame):
@@ -175,16 +201,18 @@ def pooling_plot(df: pd.DataFrame):
         return Missing("No ViT runs differ only in pooling (and learning rate): "
                        "run params/pooling.yaml to fill this section.")
     fig, ax = _figure("Class token vs global average pooling")
-    sns.pointplot(data=study, x="lr", y="test_accuracy", hue="pool", dodge=0.2, errorbar=("ci", 95), ax=ax)
+    sns.pointplot(data=study, x="lr", y="test_accuracy", hue="pool", dodge=0.2, errorbar=None, ax=ax)
+    sns.stripplot(data=study, x="lr", y="test_accuracy", hue="pool", dodge=0.2, ax=ax, alpha=0.5, legend=False)
     ax.set(xlabel="learning rate", ylabel="test accuracy")
     return _done(fig, "Point plot of ViT test accuracy by learning rate, class token against average pooling.",
-                 "Mirrors the paper's Appendix D.3 (Fig. 9): both heads work, but each wants its own learning rate.")
+                 "Mirrors the paper's Appendix D.3 (Fig. 9): both heads work, but each wants its own learning rate. "
+                 "Large markers are means over seeds; small ones single runs.")
 
 
 def fits_table(df: pd.DataFrame):
     """Saturating power laws of test error against training images (each family's data-size
-    study) and against compute and parameters (each ViT scaling direction), where a study has
-    at least MIN_FIT_POINTS distinct values, with 95% bootstrap intervals."""
+    study) and against compute and parameters (each ViT scaling direction), fitted to study
+    points (seed means), with 95% parametric-bootstrap intervals and the prediction at 10x."""
     from vitlab import scaling
     from vitlab.studies import scaling_directions
 
@@ -195,20 +223,22 @@ def fits_table(df: pd.DataFrame):
         sets += [(f"vit: scaling {direction}", part, "train_flops"), (f"vit: scaling {direction}", part, "n_params")]
     rows = []
     for study, runs, x in sets:
-        if runs.empty or runs[x].nunique() < MIN_FIT_POINTS:
+        comparison = compare(runs)
+        fit = _fit(comparison.points, x, comparison)
+        if fit is None:
             continue
-        fit = scaling.fit_saturating_power_law(runs[x], runs["test_error"])
-        top = runs[x].max() * 10
+        top = comparison.points[x].max() * 10
         low, high = fit.band([top])
-        rows.append({"study": study, "x": AXIS_NAMES[x], "runs": len(runs),
-                     "b": _interval(fit.b, fit.intervals["b"]),
+        rows.append({"study": study, "x": AXIS_NAMES[x], "points": len(comparison.points), "runs": len(runs),
+                     "law": fit.form, "b": _interval(fit.b, fit.intervals["b"]),
                      "e_inf": _interval(fit.e_inf, fit.intervals["e_inf"]),
                      "a": f"{fit.a:.3g}", "c": f"{fit.c:.3g}",
-                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]"})
+                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]",
+                     "bootstrap": f"{fit.kept} of {fit.n_boot} kept; noise: {fit.noise}"})
     if not rows:
-        return Missing(f"No study has runs at {MIN_FIT_POINTS} or more distinct values of data size, compute or "
-                       "parameters: run params/data_size.yaml, params/depth.yaml or params/width.yaml to fit "
-                       "scaling laws.")
+        return Missing(f"No study has runs at {scaling.MIN_THREE_PARAMETER_X} or more distinct values of data size, "
+                       "compute or parameters: run params/data_size.yaml, params/depth.yaml or params/width.yaml to "
+                       "fit scaling laws.")
     return pd.DataFrame(rows).style.hide(axis="index")
 
 
@@ -218,27 +248,44 @@ def _interval(value: float, interval) -> str:
 
 def recommendation(df: pd.DataFrame) -> str:
     """Which scaling direction the runs favour per unit of compute, as a markdown paragraph."""
-    from vitlab import scaling
-    from vitlab.studies import scaling_directions
-
-    runs = scaling_directions(df)
-    trends = {}
-    for direction, group in (runs.groupby("direction") if not runs.empty else []):
-        if direction != "all" and group["train_flops"].nunique() >= 2:
-            trends[direction] = scaling.trend_per_decade(group["train_flops"], group["test_error"])
+    comparison, trends = direction_trends(df)
     if len(trends) < 2:
         return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
                 "(depth, width and patch size from one base).*")
-    ranked = sorted(trends.items(), key=lambda kv: kv[1].slope)
-    lines = [f"- **{d}**: test error {t.slope:+.3f} per 10x compute (95% interval {t.interval[0]:+.3f} to "
-             f"{t.interval[1]:+.3f}, {t.n_points} runs)" for d, t in ranked]
-    best, second = ranked[0], ranked[1]
-    clear = best[1].interval[1] < second[1].slope
-    budget = runs["train_flops"].max() * 10
+    if not comparison.noise.df:
+        return ("*No configuration along the scaling directions was run with two or more seeds, so the trends have "
+                "no interval: add `seed: [0, 1]` to params/scaling_all.yaml to compare them.*")
+    slopes = {d: comparison.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
+    ranked = sorted(slopes.items(), key=lambda kv: kv[1].value)
+    lines = [f"- **{d}**: test error {e.value:+.3f} per 10x compute (95% interval {e.low:+.3f} to "
+             f"{e.high:+.3f}; {trends[d]['points']} configurations)" for d, e in ranked]
+    (best, _), (second, _) = ranked[0], ranked[1]
+    weights = dict(trends[best]["weights"])
+    for k, w in trends[second]["weights"].items():
+        weights[k] = weights.get(k, 0.0) - w
+    clear = comparison.contrast(weights).decided() == -1  # the best direction's error falls faster
+    budget = comparison.points["train_flops"].max() * 10
     return ("For more compute (say 10x the largest run here, " f"{budget:.2g} FLOPs), the runs favour scaling "
-            f"**{best[0]}**" + (" (its interval clears the next direction's trend)" if clear
-                                 else f", though not clearly ahead of {second[0]} (the intervals overlap)")
-            + ":\n\n" + "\n".join(lines))
+            f"**{best}**" + (f" (the difference from {second}'s trend has a 95% interval clear of zero)" if clear
+                             else f", though not clearly ahead of {second} (the 95% interval of the difference "
+                                  "includes zero)")
+            + f"; seed sd {comparison.noise.sd:.3f} ({comparison.noise.df} df) plus test-set sampling:\n\n"
+            + "\n".join(lines))
+
+
+def tuning_table(df: pd.DataFrame):
+    """Per-point tuning: at each study point and seed, the values chosen on validation."""
+    chosen = [c for c in df.columns if c.startswith("chosen_")]
+    if not chosen:
+        return Missing("No tuned axes: a params block with `tune: {lr: [...], weight_decay: [...]}` tunes them at "
+                       "each study point on the validation split.")
+    runs = ok_runs(df)
+    cols = ["model", "dataset", "train_size", "depth", "width", "patch_size", "seed", *chosen, "candidates",
+            "val_accuracy", "test_accuracy"]
+    table = runs[cols].sort_values(["model", "dataset", "train_size", "depth", "width", "seed"])
+    return table.rename(columns={c: c.removeprefix("chosen_") + " (chosen)" for c in chosen}).style.format(
+        {"val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "train_size": "{:,.0f}", "depth": "{:.0f}",
+         "width": "{:.0f}", "patch_size": "{:.0f}"}, na_rep="–").hide(axis="index")
 
 
 def transfer_table(df: pd.DataFrame):
@@ -283,16 +330,19 @@ def models_table(df: pd.DataFrame):
 
 
 def best_by_family(df: pd.DataFrame):
-    """The paper's Table 2: each family's best run, its accuracies and its cost."""
+    """The paper's Table 2: each family's best run on validation, its accuracies and its cost."""
+    from vitlab import results
+
     runs = ok_runs(df)
-    if runs.empty:
-        return Missing("No successful runs yet.")
-    best = runs.loc[runs.groupby("model")["test_accuracy"].idxmax()]
-    cols = ["model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "test_accuracy",
+    best = [results.best_run(runs, model) for model in sorted(runs["model"].unique())]
+    best = runs[runs["run_id"].isin([b for b in best if b])]
+    if best.empty:
+        return Missing("No successful runs with a validation accuracy yet.")
+    cols = ["model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "val_accuracy", "test_accuracy",
             "fewshot_10", "linear_probe", "train_exaflops", "wall_time_s"]
     return best[cols].rename(columns={"fewshot_10": "10-shot (transfer)", "linear_probe": "linear probe (transfer)",
                                       "train_exaflops": "train EFLOPs"}).style.format(
-        {"n_params": "{:,.0f}", "test_accuracy": "{:.3f}", "10-shot (transfer)": "{:.3f}",
+        {"n_params": "{:,.0f}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "10-shot (transfer)": "{:.3f}",
          "linear probe (transfer)": "{:.3f}", "train EFLOPs": "{:.3g}", "wall_time_s": "{:.0f}",
          "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}", "train_size": "{:,.0f}"},
         na_rep="–").hide(axis="index")
@@ -300,12 +350,12 @@ def best_by_family(df: pd.DataFrame):
 
 def runs_table(df: pd.DataFrame):
     columns = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size",
-               "train_size", "seed", "n_params", "flops_per_image", "train_flops", "test_accuracy",
+               "train_size", "seed", "n_params", "flops_per_image", "train_flops", "val_accuracy", "test_accuracy",
                "wall_time_s", "images_per_s"]
     table = df[columns].sort_values(["model", "train_flops"], na_position="last")
     return table.style.format({"depth": "{:.0f}", "width": "{:.0f}", "heads": "{:.0f}", "mlp_dim": "{:.0f}",
                                "patch_size": "{:.0f}", "n_params": "{:,.0f}", "flops_per_image": "{:.3g}",
-                               "train_flops": "{:.3g}", "test_accuracy": "{:.3f}",
+                               "train_flops": "{:.3g}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}",
                                "wall_time_s": "{:.1f}", "images_per_s": "{:,.0f}"},
                               na_rep="–").hide(axis="index")
 
@@ -467,40 +517,53 @@ def _with_weights(results_dir, df: pd.DataFrame) -> pd.DataFrame:
     return df[df["run_id"].map(lambda r: results.weights_path(results_dir, r).is_file())]
 
 
+def best_vit_with_weights(results_dir, df: pd.DataFrame | None = None) -> str | None:
+    """The run id of the ViT best on validation among the runs with saved weights, or None."""
+    from vitlab import results
+
+    return results.best_run(_with_weights(results_dir, results.load(results_dir) if df is None else df))
+
+
 def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
-    """The report's look inside the most accurate ViT: a caption, then the four pictures."""
+    """The report's look inside the ViT best on validation: a caption, then the four pictures."""
     from IPython.display import Markdown
 
     from vitlab import inspect, results
 
-    best = results.best_run(_with_weights(results_dir, df))
+    best = best_vit_with_weights(results_dir, df)
     if best is None:
-        return [Missing("No successful ViT run with saved weights: run a sweep with ViTs to fill this section.")]
+        return [Missing("No successful ViT run with saved weights and a validation accuracy: run a sweep with ViTs "
+                        "to fill this section.")]
     cfg, model = results.load_model(results_dir, best)
     images, x = inspect.sample_images(cfg, 8)
-    accuracy = df.loc[df["run_id"] == best, "test_accuracy"].item()
+    run = df.loc[df["run_id"] == best].iloc[0]
     position, near = inside_position(model)
-    return [Markdown(f"The most accurate ViT, run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
-                     f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`, test accuracy {accuracy:.3f}). "
+    return [Markdown(f"The ViT best on validation, run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
+                     f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`; validation accuracy "
+                     f"{run['val_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}). "
                      f"Draw the same for any run with `notebooks/inspect.ipynb`."),
             inside_filters(model), position, Markdown(neighbour_note(near)),
             inside_attention_distance(model, x), inside_rollout(model, images, x)]
 
 
 def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
-    """Paper Table 8: test accuracy by position-embedding variant, and each variant's similarity
-    grid (its most accurate run) with the neighbour-vs-distant figures."""
+    """Paper Table 8: test accuracy by position-embedding variant (ViT runs equal in all else),
+    with its 95% interval, and each variant's similarity grid (its run best on validation) with
+    the neighbour-vs-distant figures."""
     from IPython.display import Markdown
 
     from vitlab import results
 
-    runs = ok_runs(df)
-    runs = runs[runs["model"] == "vit"]
-    if runs["pos_embed"].nunique() < 2:
-        return [Missing("No ViT runs differ in pos_embed: run params/pos_embed.yaml to fill this section.")]
+    runs = one_factor_study(df, "pos_embed", "vit")
+    if runs.empty:
+        return [Missing("No ViT runs differ only in pos_embed: run params/pos_embed.yaml to fill this section.")]
+    comparison = compare(runs)
     rows, items = [], []
     for variant, group in runs.groupby("pos_embed"):
+        point = comparison.points[comparison.points["pos_embed"] == variant]["key"].iloc[0]
+        estimate = comparison.contrast({point: 1.0})
         row = {"pos_embed": variant, "runs": len(group), "mean test accuracy": group["test_accuracy"].mean(),
+               "95% interval": f"{estimate.low:.3f} to {estimate.high:.3f}" if estimate else "needs 2+ seeds",
                "neighbour similarity": None, "distant similarity": None}
         best = results.best_run(_with_weights(results_dir, group))
         if best is not None:

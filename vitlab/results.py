@@ -17,11 +17,11 @@ from vitlab import PROJECT_ROOT
 from vitlab.config import RunConfig
 
 # The columns every record has, in display order; config fields follow run_id and status.
-METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "test_accuracy",
+METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "val_accuracy", "test_accuracy",
            "fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe",
            "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s")
 COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
-           "device", "error", "finished_at")
+           "device", "error", "notes", "finished_at")
 FORMATS = ("csv", "json", "parquet")
 
 
@@ -42,7 +42,7 @@ def record_path(results_dir: str | Path, run_id: str) -> Path:
 def make_record(cfg: RunConfig, result=None, status: str | None = None, error: str | None = None) -> dict:
     """A flat record: the whole config, then the run's metrics (None where it has none)."""
     record = {"run_id": cfg.run_id, "status": status or result.status, **cfg.to_dict()}
-    record.update(dict.fromkeys(METRICS))
+    record.update(dict.fromkeys(METRICS) | {"notes": None})
     if result is not None:
         for name in METRICS:
             if hasattr(result, name):
@@ -171,9 +171,32 @@ def load_pretrained(results_dir: str | Path, run_id: str, model: torch.nn.Module
 
 
 def best_run(df: pd.DataFrame, model: str | None = "vit") -> str | None:
-    """The run id of the most accurate successful run (of one family), or None."""
+    """The run id of the successful run (of one family) most accurate on the validation split,
+    or None; runs recorded before vitlab measured validation accuracy are never chosen, as the
+    test split is for reporting, not choosing."""
     ok = df[(df["status"] == "ok") & (df["model"] == model if model else True)]
-    return None if ok.empty else ok.loc[ok["test_accuracy"].idxmax(), "run_id"]
+    ok = ok[ok["val_accuracy"].notna()] if "val_accuracy" in ok else ok.iloc[:0]
+    return None if ok.empty else ok.loc[ok["val_accuracy"].astype(float).idxmax(), "run_id"]
+
+
+TUNE_FILE = "tune.json"
+
+
+def tune_axes(results_dir: str | Path) -> tuple[str, ...]:
+    """The fields tuned per study point in this results directory (from params `tune:` blocks)."""
+    path = Path(results_dir) / TUNE_FILE
+    return tuple(json.loads(path.read_text())["axes"]) if path.is_file() else ()
+
+
+def add_tune_axes(results_dir: str | Path, axes) -> None:
+    """Remember a sweep's tuning axes beside its records, added to those of earlier sweeps."""
+    known = tune_axes(results_dir)
+    merged = [*known, *(a for a in axes if a not in known)]
+    if len(merged) > len(known):
+        path = Path(results_dir) / TUNE_FILE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"axes": merged}))
+        os.replace(tmp, path)
 
 
 def read(results_dir: str | Path, run_id: str) -> dict | None:

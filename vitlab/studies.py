@@ -1,10 +1,14 @@
-"""Which runs form a study: the runs that differ along one axis, or along the paper's scaling directions."""
+"""Which runs form a study: the runs that differ along one axis, or along the paper's scaling
+directions; per-point tuning; and the comparisons every figure and verdict share (frontiers,
+scaling-direction trends), each chosen on the validation split and measured on the test split."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
+import numpy as np
 import pandas as pd
 
+from vitlab import data, scaling, stats
 from vitlab.config import RunConfig
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
@@ -18,7 +22,32 @@ DIRECTIONS = {"depth": ("depth",), "width": ("width", "heads", "mlp_dim"), "patc
 def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
     out = df[df["status"] == "ok"].copy()
     out["test_error"] = 1 - out["test_accuracy"]
+    out["val_error"] = 1 - out["val_accuracy"] if "val_accuracy" in out else np.nan
     return out
+
+
+def point_keys(runs: pd.DataFrame) -> pd.Series:
+    """One hashable key per run naming its configuration without the seed: the study point
+    whose seeds are repeats of one another."""
+    cols = [f for f in CONFIG_FIELDS if f != "seed"]
+    return pd.Series([tuple(None if pd.isna(v) else v for v in row) for row in runs[cols].itertuples(index=False)],
+                     index=runs.index, dtype=object)
+
+
+def tuned(df: pd.DataFrame, axes) -> pd.DataFrame:
+    """Per-point tuning as the paper does it: the tuning axes (say lr, weight_decay) are a
+    nuisance; at each study point and seed only the configuration best on validation stays.
+    The chosen values move to `chosen_<axis>` columns and the axes themselves are emptied, so
+    that the kept runs of one point are seeds of one configuration to every study after this."""
+    axes = [a for a in axes if a in df]
+    if not axes:
+        return df
+    runs = df[(df["status"] == "ok") & df["val_accuracy"].notna()] if "val_accuracy" in df else df.iloc[:0]
+    keys = [f for f in CONFIG_FIELDS if f not in axes]
+    best = runs.loc[runs.groupby(keys, dropna=False, sort=False)["val_accuracy"].idxmax()]
+    best = best.assign(**{f"chosen_{a}": best[a] for a in axes}, **{a: None for a in axes},
+                       candidates=runs.groupby(keys, dropna=False, sort=False)["run_id"].transform("size")[best.index])
+    return pd.concat([best, df[df["status"] != "ok"]], ignore_index=True)
 
 
 def one_factor_study(df: pd.DataFrame, axis: str, model: str | None = None) -> pd.DataFrame:
@@ -80,6 +109,122 @@ def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
         else:
             rows.append(run.to_dict() | {"direction": moved[0] if len(moved) == 1 else "all"})
     out = pd.DataFrame(rows)
-    # A direction holding only the base run says nothing.
-    counts = out.groupby("direction")["run_id"].nunique()
+    # A direction holding only the base point (however many seeds) says nothing.
+    counts = out.assign(point=point_keys(out)).groupby("direction")["point"].nunique()
     return out[out["direction"].map(counts) > 1].reset_index(drop=True)
+
+
+@dataclass
+class Comparison:
+    """Study points (seed means) of the runs a comparison draws on, with their seed noise."""
+    points: pd.DataFrame  # one row per point: its fields, mean val/test accuracy and error, seeds n
+    noise: stats.SeedNoise
+    test_size: int
+
+    def cells(self, weights: dict) -> list[stats.Cell]:
+        """Contrast cells from {point key: weight} (weights on accuracy)."""
+        at = dict(zip(self.points["key"], zip(self.points["test_accuracy"], self.points["n"])))
+        return [stats.Cell(w, float(at[k][0]), int(at[k][1])) for k, w in weights.items() if w]
+
+    def contrast(self, weights: dict) -> stats.Estimate | None:
+        return stats.contrast(self.cells(weights), self.noise, self.test_size)
+
+    def seeds_needed(self, weights: dict) -> int | None:
+        """Seeds per point that would decide this contrast if seeds varied by the test set's
+        sampling error alone (the least they could vary), when no point has repeats."""
+        cells = self.cells(weights)
+        sd = float(np.sqrt(np.mean([c.mean * (1 - c.mean) for c in cells]) / self.test_size))
+        return stats.seeds_needed(cells, len(self.points), self.test_size, sd)
+
+
+def compare(runs: pd.DataFrame) -> Comparison:
+    """The study points of successful runs, with seed noise pooled over all of them."""
+    runs = runs if "test_error" in runs else ok_runs(runs)
+    keys = point_keys(runs)
+    noise = stats.seed_noise(runs["test_accuracy"], keys)
+    if runs.empty:
+        return Comparison(runs.assign(key=None, n=0), noise, 1)
+    grouped = runs.assign(key=keys).groupby("key", sort=False)
+    points = grouped.first()
+    points[["val_accuracy", "test_accuracy", "train_flops"]] = grouped[
+        ["val_accuracy", "test_accuracy", "train_flops"]].mean()
+    points["n"] = grouped.size()
+    points["test_error"], points["val_error"] = 1 - points["test_accuracy"], 1 - points["val_accuracy"]
+    test_size = data.spec(runs["dataset"].iloc[0]).test_size
+    return Comparison(points.reset_index(), noise, test_size)
+
+
+def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:
+    """The runs on which families are compared at equal compute: successful runs trained from
+    scratch (not fine-tuned) on one dataset and one training-set size, the group holding the
+    most runs of the given families."""
+    runs = ok_runs(df)
+    if "pretrained" in runs:
+        runs = runs[runs["pretrained"].isna()]
+    runs = runs[runs["model"].isin(families)]
+    if runs.empty:
+        return runs
+    sizes = runs.groupby(["dataset", "train_size"]).agg(families=("model", "nunique"), runs=("model", "size"))
+    dataset, train_size = sizes.sort_values(["families", "runs"]).index[-1]
+    return runs[(runs["dataset"] == dataset) & (runs["train_size"] == train_size)]
+
+
+def frontier(points: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto frontier of study points in training compute and validation error (chosen
+    on validation, so that its test errors are not picked for luck), sorted by compute."""
+    if points.empty or points["val_error"].isna().all():
+        return points.iloc[:0]
+    points = points[points["val_error"].notna()]
+    return points[scaling.pareto_frontier(points["train_flops"], points["val_error"])].sort_values("train_flops")
+
+
+def frontier_gaps(better: pd.DataFrame, worse: pd.DataFrame) -> list[dict]:
+    """At each frontier point of `better` inside the compute range of `worse`'s frontier: weights
+    on point accuracies whose sum is better's accuracy minus worse's (log-linear interpolation
+    between worse's neighbouring frontier points). Each item also names the point's compute."""
+    if len(better) < 1 or len(worse) < 2:
+        return []
+    x = np.log10(worse["train_flops"].to_numpy())
+    keys = worse["key"].tolist()
+    out = []
+    for _, point in better.iterrows():
+        at = np.log10(point["train_flops"])
+        if not x[0] <= at <= x[-1]:
+            continue
+        j = min(int(np.searchsorted(x, at, side="right")) - 1, len(x) - 2)
+        lam = (at - x[j]) / (x[j + 1] - x[j]) if x[j + 1] > x[j] else 0.0
+        weights = {point["key"]: 1.0}
+        for k, w in ((keys[j], 1 - lam), (keys[j + 1], lam)):
+            weights[k] = weights.get(k, 0.0) - w
+        out.append({"train_flops": point["train_flops"], "weights": weights})
+    return out
+
+
+def mean_weights(items: list[dict]) -> dict:
+    """The weights of the mean of several contrasts."""
+    out: dict = {}
+    for item in items:
+        for k, w in item["weights"].items():
+            out[k] = out.get(k, 0.0) + w / len(items)
+    return out
+
+
+def direction_trends(df: pd.DataFrame, model: str = "vit") -> tuple[Comparison, dict[str, dict]]:
+    """Each scaling direction's trend: test error per 10x training compute, the least-squares
+    slope over its study points (seed means) against log10 compute, as weights on point
+    accuracies whose contrast is that slope (so a shared base point's noise is counted once,
+    however many directions hold it)."""
+    runs = scaling_directions(df, model)
+    comparison = compare(runs.drop_duplicates("run_id") if not runs.empty else ok_runs(df).iloc[:0])
+    trends = {}
+    for direction, part in (runs.groupby("direction") if not runs.empty else []):
+        if direction == "all":
+            continue
+        points = comparison.points[comparison.points["key"].isin(set(point_keys(part)))]
+        u = np.log10(points["train_flops"].to_numpy())
+        if len(np.unique(u)) < 2:
+            continue
+        c = (u - u.mean()) / ((u - u.mean()) ** 2).sum()
+        # Weights on accuracy whose contrast is the slope of error (= -slope of accuracy).
+        trends[direction] = {"weights": dict(zip(points["key"], -c)), "points": len(points)}
+    return comparison, trends

@@ -19,8 +19,12 @@ from vitlab.claims import Claims
 from vitlab.config import ConfigError, RunConfig
 
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
-BLOCK_KEYS = ("name", "base", "grid", "zip", "runs")
-TOP_KEYS = ("name", "description", "notebook", "base", "grid", "zip", "runs", "sweeps")
+BLOCK_KEYS = ("name", "base", "grid", "zip", "runs", "tune")
+TOP_KEYS = ("name", "description", "notebook", "base", "grid", "zip", "runs", "tune", "sweeps")
+# Fields a `tune:` block may move: training hyperparameters the analysis treats as a nuisance,
+# choosing the best on validation at each study point and seed (never the seed itself).
+TUNABLE = ("lr", "weight_decay", "warmup", "label_smoothing", "decay", "optimizer", "augment", "batch_size",
+           "epochs", "steps")
 
 
 class SweepError(ValueError):
@@ -33,6 +37,7 @@ class Plan:
     path: Path
     notebook: Path
     runs: tuple[RunConfig, ...]
+    tune: tuple[str, ...] = ()  # axes tuned per study point on validation (params `tune:` blocks)
 
     def default_results_dir(self) -> Path:
         return PROJECT_ROOT / "reports" / self.name
@@ -64,20 +69,25 @@ def load_plan(path: str | Path) -> Plan:
     base = _mapping(where, "base", spec.get("base", {}))
 
     blocks = spec.get("sweeps")
-    own = {k: spec[k] for k in ("grid", "zip", "runs") if k in spec}
+    own = {k: spec[k] for k in ("grid", "zip", "runs", "tune") if k in spec}
     if blocks is None:
         blocks = [own]
     elif own:
-        raise SweepError(f"{where}: put grid/zip/runs inside sweeps, not beside it")
+        raise SweepError(f"{where}: put grid/zip/runs/tune inside sweeps, not beside it")
     elif not isinstance(blocks, list) or not blocks:
         raise SweepError(f"{where}: sweeps: must be a non-empty list of blocks with keys {', '.join(BLOCK_KEYS)}")
 
     runs: dict[str, RunConfig] = {}
+    tune: list[str] = []
     for i, block in enumerate(blocks):
         label = f"sweeps[{i}]" if "sweeps" in spec else "top level"
         if not isinstance(block, dict):
             raise SweepError(f"{where}: {label}: must be a mapping with keys {', '.join(BLOCK_KEYS)}")
         _check_keys(where, label, block, BLOCK_KEYS)
+        for axis in _mapping(where, f"{label}.tune", block.get("tune", {})):
+            if axis not in TUNABLE:
+                raise SweepError(f"{where}: {label}.tune.{axis}: not a tuning axis (allowed: {', '.join(TUNABLE)})")
+            tune += [axis] if axis not in tune else []
         seen: set[str] = set()
         for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
             desc = f"{label} run {j + 1} ({describe(values, base)})"
@@ -93,14 +103,19 @@ def load_plan(path: str | Path) -> Plan:
             # The same config from two blocks (a shared base point) is one run.
             runs.setdefault(cfg.run_id, cfg)
     # Pre-training before fine-tuning: runs that start from another run go after the rest.
-    return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)))
+    return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)), tuple(tune))
 
 
 def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
     grid = _mapping(where, f"{label}.grid", block.get("grid", {}))
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise SweepError(f"{where}: {label}.grid.{key}: must be a non-empty list of values")
+    tune = _mapping(where, f"{label}.tune", block.get("tune", {}))
+    for kind, axes in (("grid", grid), ("tune", tune)):
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise SweepError(f"{where}: {label}.{kind}.{key}: must be a non-empty list of values")
+    if set(grid) & set(tune):
+        raise SweepError(f"{where}: {label}: {sorted(set(grid) & set(tune))[0]} is in both grid and tune")
+    grid = {**grid, **tune}  # tuning axes are run as a grid; the analysis picks among them
     zipped = _mapping(where, f"{label}.zip", block.get("zip", {}))
     lengths = set()
     for key, values in zipped.items():
@@ -112,7 +127,7 @@ def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
                          + ", ".join(f"{k}={len(v)}" for k, v in zipped.items()))
     clash = set(grid) & set(zipped)
     if clash:
-        raise SweepError(f"{where}: {label}: {sorted(clash)[0]} is in both grid and zip")
+        raise SweepError(f"{where}: {label}: {sorted(clash)[0]} is in both grid (or tune) and zip")
     explicit = block.get("runs", [{}])
     if not isinstance(explicit, list) or not explicit:
         raise SweepError(f"{where}: {label}.runs: must be a non-empty list of mappings")
@@ -180,6 +195,7 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
                              f"sweep nor recorded with weights in {results_dir}")
     notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
     notebooks_dir.mkdir(parents=True, exist_ok=True)
+    results.add_tune_axes(results_dir, plan.tune)
     counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)

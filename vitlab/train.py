@@ -8,18 +8,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab import cpu, data
+from vitlab import cpu, data, seeds
 from vitlab import evaluate as evaluation
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
+from vitlab.models import position_parameters
 
 cpu.configure()  # on import, before this process trains anything (see vitlab.cpu)
 
@@ -27,7 +29,8 @@ cpu.configure()  # on import, before this process trains anything (see vitlab.cp
 @dataclass
 class TrainResult:
     status: str  # "ok" or "diverged"
-    test_accuracy: float | None
+    val_accuracy: float | None  # on the validation split: what every choice between runs uses
+    test_accuracy: float | None  # on the test split: what is reported
     train_loss: float | None
     n_params: int
     flops_per_image: int
@@ -93,22 +96,25 @@ class InMemory:
         self.mean, self.std, self.seed, self.device = split.mean, split.std, cfg.seed, device
         idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
         self.x_train, self.y_train = split.train_images[idx].to(device), split.train_labels[idx].to(device)
-        self.x_test, self.y_test = split.test_images.to(device), split.test_labels.to(device)
+        self.held = {"val": (split.val_images.to(device), split.val_labels.to(device)),
+                     "test": (split.test_images.to(device), split.test_labels.to(device))}
         if cfg.input_size != spec.image_size:  # resized once, not per step
-            self.x_train, self.x_test = (data.resize(x, cfg.input_size) for x in (self.x_train, self.x_test))
+            self.x_train = data.resize(self.x_train, cfg.input_size)
+            self.held = {k: (data.resize(x, cfg.input_size), y) for k, (x, y) in self.held.items()}
         self.shuffle = torch.Generator(device=device)
 
     def batches(self, epoch: int, parts: list[slice]):
         """This process's part of each remaining step's batch, from the epoch's seeded shuffle."""
-        self.shuffle.manual_seed(self.seed * 1_000_003 + epoch)
+        self.shuffle.manual_seed(seeds.derive(self.seed, "shuffle", epoch))
         perm = torch.randperm(len(self.y_train), device=self.device, generator=self.shuffle)
         for part in parts:
             b = perm[part]
             yield self.x_train[b], self.y_train[b]
 
-    def evaluate(self, model: nn.Module, batch_size: int = 500) -> float:
-        return evaluate(model, ((self.x_test[i:i + batch_size], self.y_test[i:i + batch_size])
-                                for i in range(0, len(self.y_test), batch_size)), self)
+    def evaluate(self, model: nn.Module, split: str = "test", batch_size: int = 500) -> float:
+        """Accuracy on the fixed "val" or "test" split."""
+        x, y = self.held[split]
+        return evaluate(model, ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)), self)
 
 
 class Streamed:
@@ -119,7 +125,8 @@ class Streamed:
 
     def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device, workers: int | None = None):
         self.train, self.test = spec.streams()
-        self.idx = data.subset_indices(self.train.labels, cfg.train_size, cfg.seed)
+        pool, self.val = data.holdout(self.train.labels, spec.n_val)
+        self.idx = pool[data.subset_indices(self.train.labels[pool], cfg.train_size, cfg.seed)]
         self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
         self.resize = cfg.input_size != spec.image_size
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
@@ -136,13 +143,14 @@ class Streamed:
 
     def batches(self, epoch: int, parts: list[slice]):
         # The shuffle InMemory draws on the device, drawn here on the CPU (identical on a CPU run).
-        shuffle = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        shuffle = torch.Generator().manual_seed(seeds.derive(self.seed, "shuffle", epoch))
         order = self.idx[torch.randperm(len(self.idx), generator=shuffle).numpy()]
         yield from self._on_device(self._loader(self.train, [order[part].tolist() for part in parts]))
 
-    def evaluate(self, model: nn.Module, batch_size: int = 500) -> float:
-        sampler = [list(range(i, min(i + batch_size, len(self.test)))) for i in range(0, len(self.test), batch_size)]
-        return evaluate(model, self._on_device(self._loader(self.test, sampler)), self)
+    def evaluate(self, model: nn.Module, split: str = "test", batch_size: int = 500) -> float:
+        dataset, idx = (self.test, np.arange(len(self.test))) if split == "test" else (self.train, self.val)
+        sampler = [idx[i:i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
+        return evaluate(model, self._on_device(self._loader(dataset, sampler)), self)
 
 
 def budget(cfg: RunConfig) -> tuple[int, int, int]:
@@ -153,10 +161,14 @@ def budget(cfg: RunConfig) -> tuple[int, int, int]:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig, total_steps: int):
-    """timm's AdamW (betas 0.9, 0.999) or SGD with momentum 0.9; weight decay spares biases and norms."""
+    """timm's AdamW (betas 0.9, 0.999) or SGD with momentum 0.9; weight decay spares biases, norms,
+    the class token and every kind of position embedding."""
     kwargs = {"momentum": 0.9} if cfg.optimizer == "sgd" else {"betas": (0.9, 0.999)}
+    exempt = set(getattr(model, "no_weight_decay", set)()) | position_parameters(model)
     optimizer = create_optimizer_v2(model, cfg.optimizer if cfg.optimizer == "adamw" else "momentum",
-                                    lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+                                    lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs,
+                                    param_group_fn=lambda m: param_groups_weight_decay(
+                                        m, cfg.weight_decay, no_weight_decay_list=exempt))
     warmup_steps = round(cfg.warmup * total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps, warmup_steps, cfg.decay))
 
@@ -248,7 +260,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
         checkpoint_minutes: float = CHECKPOINT_MINUTES, log_with: str | None = None,
         log_dir: str | Path | None = None) -> TrainResult:
-    """Train model as cfg says, then evaluate it on the dataset's fixed test split.
+    """Train model as cfg says, then evaluate it on the dataset's fixed validation and test splits.
 
     With checkpoint_dir, the run's whole state is saved there every checkpoint_every steps
     (else every checkpoint_minutes) and at the end, and a run that finds a checkpoint resumes
@@ -277,8 +289,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     model, optimizer = accelerator.prepare(model, optimizer)
     precision = MixedPrecision(cfg.precision, device)
     pad = max(1, cfg.input_size // 14)
-    # Every random draw is seeded by (seed, epoch) or (seed, step), so a resumed run draws
-    # exactly what the uninterrupted run drew.
+    # Every random draw is seeded by (seed, epoch) or (seed, step) in its own stream, so a
+    # resumed run draws exactly what the uninterrupted run drew.
     crops = torch.Generator(device=device)
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
@@ -304,7 +316,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
                    for s in range(steps - first, epoch_steps)]
         for xb, yb in source.batches(epoch, batches):
             if cfg.augment:
-                crops.manual_seed(cfg.seed * 1_000_003 + steps)
+                crops.manual_seed(seeds.derive(cfg.seed, "crops", steps))
                 part = slice(rank * per_process, (rank + 1) * per_process)
                 xb = random_crop(xb, pad, crops, part, batch_size)
                 if spec.flip:  # photos, not digits: a mirrored 2 is no 2
@@ -343,10 +355,11 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     train_time = time.perf_counter() - train_started
     images_seen = steps * batch_size
     trained_here = images_seen - images_before
-    test_accuracy = source.evaluate(model) if status == "ok" else None
+    val_accuracy = source.evaluate(model, "val") if status == "ok" else None
+    test_accuracy = source.evaluate(model, "test") if status == "ok" else None
     transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
-        status=status, test_accuracy=test_accuracy,
+        status=status, val_accuracy=val_accuracy, test_accuracy=test_accuracy,
         train_loss=history[-1]["train_loss"] if history else None,
         n_params=n_params(model), flops_per_image=flops_per_image,
         train_flops=TRAIN_FLOPS_PER_FORWARD * flops_per_image * images_seen,
