@@ -35,7 +35,7 @@ def test_resnet_drops_vit_only_fields():
     ({"depth": 0}, "depth", "must be >= 1"),
     ({"model": "cnn"}, "model", "not one of vit, resnet"),
     ({"dataset": "imagenet"}, "dataset", "not one of"),
-    ({"train_size": 4001}, "train_size", "4000 training images"),
+    ({"train_size": 3501}, "train_size", "3,500 training images (4,000 less a validation split of 500)"),
     ({"lr": -1.0}, "lr", "must be > 0"),
     ({"lr": "fast"}, "lr", "must be a float"),
     ({"pool": "max"}, "pool", "not one of token, avg"),

@@ -6,18 +6,20 @@ from vitlab import data
 
 def test_mnist5k_has_a_fixed_split():
     split = data.load("mnist5k")
-    assert split.train_images.shape == (4000, 1, 28, 28) and split.train_images.dtype == torch.uint8
-    assert split.test_images.shape == (1000, 1, 28, 28)
+    assert split.train_images.shape == (3500, 1, 28, 28) and split.train_images.dtype == torch.uint8
+    assert split.val_images.shape == (500, 1, 28, 28) and split.test_images.shape == (1000, 1, 28, 28)
+    assert np.bincount(split.val_labels.numpy()).tolist() == [50] * 10  # stratified
     assert sorted(split.test_labels.unique().tolist()) == list(range(10))
     data.load.cache_clear()
     again = data.load("mnist5k")
-    assert torch.equal(again.test_images, split.test_images)
+    assert torch.equal(again.test_images, split.test_images) and torch.equal(again.val_images, split.val_images)
     assert 0.05 < split.mean < 0.3 and 0.2 < split.std < 0.5
 
 
 def test_digits_loads_as_uint8_images():
     split = data.load("digits")
-    assert split.train_images.shape == (1397, 1, 8, 8) and split.test_images.shape[0] == 400
+    assert split.train_images.shape == (1200, 1, 8, 8) and split.val_images.shape[0] == 197
+    assert split.test_images.shape[0] == 400
     assert split.train_images.max() == 255
 
 
@@ -30,3 +32,24 @@ def test_subsets_are_nested_stratified_and_seeded():
         assert np.all(np.abs(np.bincount(labels[idx], minlength=10) - proportion * n) <= 1)
     assert np.array_equal(small, data.subset_indices(labels, 1000, seed=3))
     assert not np.array_equal(small, data.subset_indices(labels, 1000, seed=4))
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {bytes(x.numpy().tobytes()) for x in images}
+
+
+def test_validation_split_is_disjoint_from_every_training_subset_and_the_test_split():
+    """Found by reading: every choice was made on the test split, as no validation split existed."""
+    _, y_pool, _, _ = data.spec("mnist5k").load_arrays()
+    train, val = data.holdout(y_pool, 500)
+    assert len(val) == 500 and not set(train) & set(val) and len(train) + len(val) == 4000
+    split = data.load("mnist5k")
+    val_rows, test_rows = _rows(split.val_images), _rows(split.test_images)
+    largest = split.train_images[data.subset_indices(split.train_labels, 3500, seed=0)]
+    assert not _rows(largest) & val_rows and not val_rows & test_rows
+
+
+def test_validation_size_rule_for_datasets_that_name_none():
+    assert data.spec("cifar10").n_val == 1000 and data.spec("cifar10").n_train == 49000  # 2%
+    assert data.spec("pets").n_val == 185  # 5 per class beats 2% of 3,680
+    assert data.spec("flowers102").n_val == 408  # at most a fifth of the pool

@@ -34,12 +34,19 @@ def pickled(path, obj):
         pickle.dump(obj, f, protocol=2)
 
 
-def check(name, n_train, n_test, shape, classes):
+def check(name, n_pool, n_test, shape, classes):
+    """The pool of n_pool images is split into training and validation images; n_test test images."""
     split = data.load(name)
-    assert split.train_images.shape == (n_train, *shape) and split.test_images.shape == (n_test, *shape)
+    n_val = data.spec(name).val_count(n_pool)
+    assert split.train_images.shape == (n_pool - n_val, *shape) and split.val_images.shape == (n_val, *shape)
+    assert split.test_images.shape == (n_test, *shape)
     assert split.train_images.dtype == split.test_images.dtype == data.torch.uint8
     assert set(split.train_labels.tolist()) <= set(range(classes)) and 0 < split.std
     return split
+
+
+def pool_labels(split) -> list[int]:
+    return split.train_labels.tolist() + split.val_labels.tolist()
 
 
 def test_cifar10_batches(data_dir):
@@ -53,7 +60,8 @@ def test_cifar10_batches(data_dir):
     split = check("cifar10", 20, 4, (3, 32, 32), 10)
     # CIFAR rows are 1024 red, then green, then blue values of a 32x32 image.
     assert (split.test_images[0].numpy().reshape(-1) == images["test_batch"][0]).all()
-    assert split.train_labels.tolist()[:4] == [0] * 4 and split.test_labels.tolist() == [5] * 4
+    assert sorted(pool_labels(split)) == sorted(i % 10 for i in range(5) for _ in range(4))
+    assert split.test_labels.tolist() == [5] * 4
     from vitlab import evaluate
 
     cfg = RunConfig.from_dict({"dataset": "cifar10", "patch_size": 4, "train_size": 20})
@@ -67,7 +75,7 @@ def test_cifar100_files(data_dir):
                                 "fine_labels": list(range(n)), "coarse_labels": [0] * n})
     pickled(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
     split = check("cifar100", 6, 3, (3, 32, 32), 100)
-    assert split.train_labels.tolist() == list(range(6))
+    assert sorted(pool_labels(split)) == list(range(6))
 
 
 def test_svhn_mat_files(data_dir):
@@ -77,7 +85,7 @@ def test_svhn_mat_files(data_dir):
         scipy.io.savemat(folder / f"{name}_32x32.mat", {"X": RNG.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
                                                          "y": np.array([[10], [1], [2], [3], [4]][:n])})
     split = check("svhn", 5, 2, (3, 32, 32), 10)
-    assert split.train_labels.tolist() == [0, 1, 2, 3, 4]  # SVHN's label 10 is the digit 0
+    assert sorted(pool_labels(split)) == [0, 1, 2, 3, 4]  # SVHN's label 10 is the digit 0
 
 
 def jpeg(path, size):
@@ -94,7 +102,7 @@ def test_oxford_pets_folders(data_dir):
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
     split = check("pets", 3, 1, (3, data.PHOTO_SIZE, data.PHOTO_SIZE), 37)
-    assert split.train_labels.tolist() == [0, 1, 1]
+    assert sorted(pool_labels(split)) == [0, 1, 1]
     assert (data_dir / "pets" / f"vitlab-{data.PHOTO_SIZE}px.pt").is_file()  # decoded once, then cached
     data.load.cache_clear()
     assert data.load("pets").train_images.equal(split.train_images)
@@ -108,7 +116,7 @@ def test_flowers102_mat_files(data_dir):
     scipy.io.savemat(root / "setid.mat", {"trnid": np.array([[1, 2]]), "valid": np.array([[3, 4]]),
                                           "tstid": np.array([[5, 6, 7]])})
     split = check("flowers102", 4, 3, (3, data.PHOTO_SIZE, data.PHOTO_SIZE), 102)
-    assert split.train_labels.tolist() == [0, 1, 2, 3] and split.test_labels.tolist() == [0, 1, 101]
+    assert sorted(pool_labels(split)) == [0, 1, 2, 3] and split.test_labels.tolist() == [0, 1, 101]
 
 
 def test_image_folder_tree(tmp_path):
@@ -121,7 +129,7 @@ def test_image_folder_tree(tmp_path):
     spec = data.spec(name)
     assert (spec.image_size, spec.channels, spec.num_classes, spec.train_pool, spec.test_size) == (16, 1, 2, 6, 2)
     split = check(name, 6, 2, (1, 16, 16), 2)
-    assert split.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert sorted(pool_labels(split)) == [0, 0, 0, 1, 1, 1]
     cfg = RunConfig.from_dict({"dataset": name, "train_size": 4, "patch_size": 4, "steps": 1, "batch_size": 2})
     assert cfg.input_size == 16
     from vitlab import train
@@ -144,7 +152,7 @@ def test_hugging_face_saved_dataset(tmp_path):
     name = f"hf:{tmp_path / 'ds'}"
     assert data.spec(name).num_classes == 3
     split = check(name, 4, 2, (3, 12, 12), 3)
-    assert split.train_labels.tolist() == [0, 1, 2, 0]
+    assert sorted(pool_labels(split)) == [0, 0, 1, 2]
 
 
 def test_missing_datasets_fail_before_training_in_one_line(data_dir, tmp_path):
@@ -167,7 +175,7 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
             (tmp_path / part / cls).mkdir(parents=True)
             for i in range(n // 2):
                 Image.fromarray(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / part / cls / f"{i}.png")
-    fields = {"dataset": f"folder:{tmp_path}", "train_size": 24, "patch_size": 4, "depth": 1, "width": 16,
+    fields = {"dataset": f"folder:{tmp_path}", "train_size": 20, "patch_size": 4, "depth": 1, "width": 16,
               "heads": 2, "mlp_dim": 32, "steps": 9, "batch_size": 8, "image_size": 16}
     cfg = RunConfig.from_dict(fields)
     cfg_name = cfg.dataset
@@ -180,7 +188,8 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
     assert data.spec(streamed_name).streams is not None
     streamed = train.fit(cfg, build_model(cfg), progress=False)
     assert streamed.train_steps == 9 and streamed.images_seen == held.images_seen
-    assert (streamed.train_loss, streamed.test_accuracy) == (held.train_loss, held.test_accuracy)  # bitwise
+    assert (streamed.train_loss, streamed.val_accuracy, streamed.test_accuracy) == \
+        (held.train_loss, held.val_accuracy, held.test_accuracy)  # bitwise
 
     # A subset normalises with the pool's statistics either way, and inspect sees the same images.
     from vitlab import inspect

@@ -12,7 +12,7 @@ from vitlab.train import fit
 
 REQUIRED = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size", "dataset",
             "train_size", "epochs", "batch_size", "lr", "seed", "n_params", "flops_per_image",
-            "train_flops", "test_accuracy", "wall_time_s", "images_per_s"]
+            "train_flops", "val_accuracy", "test_accuracy", "wall_time_s", "images_per_s"]
 
 
 def test_record_carries_config_and_metrics(tiny_cfg, tmp_path):
@@ -62,3 +62,20 @@ def test_fine_tuning_starts_from_a_recorded_run_with_a_zero_head(tmp_path):
         results.load_pretrained(tmp_path, source.run_id, build_model(other))
     with pytest.raises(FileNotFoundError, match="pretrained: run 0123456789ab has no record"):
         results.load_pretrained(tmp_path, "0123456789ab", build_model(other))
+
+
+def test_best_run_is_chosen_on_validation_never_on_test():
+    """Found by reading: the best ViT (report, inspect.ipynb) was the one best on the test split."""
+    a, b, c = (RunConfig.from_dict({"depth": d}) for d in (1, 2, 3))
+    df = pd.DataFrame([{"run_id": a.run_id, "status": "ok", "model": "vit", "val_accuracy": 0.90, "test_accuracy": 0.80},
+                       {"run_id": b.run_id, "status": "ok", "model": "vit", "val_accuracy": 0.85, "test_accuracy": 0.95},
+                       {"run_id": c.run_id, "status": "ok", "model": "vit", "val_accuracy": None, "test_accuracy": 0.99}])
+    assert results.best_run(df) == a.run_id
+    assert results.best_run(df.iloc[2:]) is None  # a run without a validation accuracy is never chosen
+
+
+def test_tune_axes_are_kept_beside_the_records(tmp_path):
+    assert results.tune_axes(tmp_path) == ()
+    results.add_tune_axes(tmp_path, ("lr",))
+    results.add_tune_axes(tmp_path, ("weight_decay", "lr"))
+    assert results.tune_axes(tmp_path) == ("lr", "weight_decay")

@@ -49,7 +49,26 @@ def test_pareto_frontier():
     assert scaling.pareto_frontier(x, y).tolist() == [True, True, False, True, False, False]
 
 
-def test_trend_per_decade():
-    x = [1, 10, 100, 1000]
-    trend = scaling.trend_per_decade(x, [0.4, 0.3, 0.2, 0.1])
-    assert trend.slope == pytest.approx(-0.1) and trend.interval[0] <= -0.1 <= trend.interval[1]
+def test_few_points_fit_three_parameters_and_every_refit_is_kept():
+    """Found by reading: the bootstrap resampled five points, dropped about half of its
+    resamples (fewer than 4 distinct x) without saying so, and the rest nearly interpolated."""
+    rng = np.random.default_rng(0)
+    x = np.array([250, 500, 1000, 2000, 3500.0])
+    error = law(x, 3.0, 0.5, 0.0, 0.03) + rng.normal(0, 0.01, 5)
+    fit = scaling.fit_saturating_power_law(x, error, n_boot=100)
+    assert fit.form == "a x^-b + e_inf" and fit.c == 0 and (fit.boot[:, 2] == 0).all()
+    assert fit.kept == fit.n_boot == 100 and "residual standard error (2 df)" == fit.noise
+    low, high = fit.band([35000.0])
+    assert high[0] - low[0] > 0.01  # an honest band, not an interpolation's
+    six = np.geomspace(250, 8000, 6)
+    assert scaling.fit_saturating_power_law(six, law(six, 3.0, 0.5, 10.0, 0.03), n_boot=10).form == \
+        "a(x + c)^-b + e_inf"
+
+
+def test_given_noise_sets_the_band_width():
+    x = np.geomspace(1, 100, 8)
+    error = law(x, 1.0, 0.5, 1.0, 0.05)
+    narrow = scaling.fit_saturating_power_law(x, error, noise_sd=0.002, n_boot=50)
+    wide = scaling.fit_saturating_power_law(x, error, noise_sd=0.02, noise_df=4, n_boot=50)
+    width = [np.subtract(*f.band([1000.0])[::-1])[0] for f in (narrow, wide)]
+    assert 0 < width[0] < width[1] and wide.noise == "given noise (4 df)"

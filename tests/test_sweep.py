@@ -43,11 +43,14 @@ MALFORMED = {
     "zip lengths": (BASE + "zip: {width: [16, 32], heads: [2]}\n", "lists must have equal lengths"),
     "duplicate run": (BASE + "runs: [{depth: 2}, {depth: 2}]\n", "duplicate run"),
     "base not mapping": ("base: [1, 2]\n", "base: must be a mapping"),
-    "too large subset": (BASE + "grid: {train_size: [5000]}\n", "train_size: mnist5k has 4000"),
+    "too large subset": (BASE + "grid: {train_size: [5000]}\n", "train_size: mnist5k has 3,500"),
     "bad name": ("name: my sweep!\n" + BASE, "name: 'my sweep!'"),
     "missing notebook": ("notebook: nope.ipynb\n" + BASE, "notebook:"),
     "sweeps beside grid": (BASE + "grid: {depth: [1]}\nsweeps: [{grid: {depth: [2]}}]\n", "inside sweeps"),
     "axis in grid and zip": (BASE + "grid: {depth: [1]}\nzip: {depth: [2]}\n", "in both grid and zip"),
+    "axis in grid and tune": (BASE + "grid: {lr: [0.1]}\ntune: {lr: [0.2]}\n", "in both grid and tune"),
+    "tuning the seed": (BASE + "tune: {seed: [0, 1]}\n", "tune.seed: not a tuning axis (allowed: lr, weight_decay"),
+    "tune not a list": (BASE + "tune: {lr: 0.1}\n", "tune.lr: must be a non-empty list"),
 }
 
 

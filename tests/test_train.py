@@ -12,7 +12,7 @@ from vitlab.train import fit, random_crop, schedule
 
 def test_fit_trains_evaluates_and_accounts_compute(tiny_cfg):
     result = fit(tiny_cfg, build_model(tiny_cfg), progress=False)
-    assert result.status == "ok" and 0 <= result.test_accuracy <= 1
+    assert result.status == "ok" and 0 <= result.test_accuracy <= 1 and 0 <= result.val_accuracy <= 1
     assert result.train_steps == 4 and result.images_seen == 4 * 32
     assert result.train_flops == 3 * result.flops_per_image * result.images_seen
     assert result.images_per_s > 0 and result.wall_time_s >= result.train_time_s
@@ -84,6 +84,37 @@ def test_sgd_has_momentum_and_adamw_the_papers_betas(tiny_cfg):
     assert adamw.param_groups[0]["betas"] == (0.9, 0.999)
     decays = {g["weight_decay"] for g in adamw.param_groups}
     assert decays == {0.0, tiny_cfg.weight_decay}  # biases and norms are not decayed
+
+
+@pytest.mark.parametrize("pos_embed", ["learn", "learn2d", "sincos2d", "none"])
+def test_no_position_embedding_variant_gets_weight_decay(pos_embed):
+    """Found by reading: learn2d's row and column tables were decayed while timm exempts the 1-D
+    pos_embed, so Table 8 compared regularisers as much as embeddings."""
+    from vitlab.models import position_parameters
+    from vitlab.train import make_optimizer
+
+    cfg = RunConfig.from_dict({"pos_embed": pos_embed, "weight_decay": 0.1})
+    model = build_model(cfg)
+    optimizer, _ = make_optimizer(model, cfg, 10)
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    trainable = {n for n in position_parameters(model) if names[n].requires_grad}
+    assert trainable == {"learn": {"pos_embed"}, "learn2d": {"patch_embed.rows", "patch_embed.cols"},
+                         "sincos2d": set(), "none": set()}[pos_embed]
+    assert all(decay[id(names[n])] == 0.0 for n in trainable)
+    assert decay[id(names["blocks.0.attn.qkv.weight"])] == 0.1  # the rest is still decayed
+
+
+def test_random_streams_are_independent():
+    """Found by reading: the shuffle of epoch e and the crops of step e drew the same seed."""
+    from vitlab import seeds
+
+    drawn = {seeds.derive(0, stream, i) for stream in ("shuffle", "crops") for i in range(50)}
+    drawn |= {seeds.derive(0, "init"), seeds.derive(1, "init")} | {seeds.derive(0, "fewshot", d) for d in range(3)}
+    assert len(drawn) == 100 + 2 + 3
+    assert seeds.derive(0, "shuffle", 3) == seeds.derive(0, "shuffle", 3)
+    with pytest.raises(ValueError, match="stream"):
+        seeds.derive(0, "dropout")
 
 
 def test_gradient_accumulation_gives_the_same_step():

@@ -100,10 +100,15 @@ class DatasetSpec:
 
     @property
     def n_val(self) -> int:
-        if self.val_size is not None:
+        return self.val_count(self.train_pool)
+
+    def val_count(self, pool: int) -> int:
+        """The validation split of a training pool of this many images: val_size for the published
+        pool, else the rule (a pool of another size is a partial copy or a test's fixture)."""
+        if self.val_size is not None and pool == self.train_pool:
             return self.val_size
-        rule = max(round(VAL_FRACTION * self.train_pool), VAL_PER_CLASS * self.num_classes)
-        return min(rule, int(VAL_MAX_FRACTION * self.train_pool))
+        rule = max(round(VAL_FRACTION * pool), VAL_PER_CLASS * self.num_classes)
+        return min(rule, max(1, int(VAL_MAX_FRACTION * pool)))
 
     @property
     def n_train(self) -> int:
@@ -359,8 +364,13 @@ def _square(t: torch.Tensor, size: int) -> np.ndarray:
 
 
 def holdout(labels: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a training pool split into (training, validation): stratified, fixed for good."""
-    train, val = train_test_split(np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=SPLIT_SEED)
+    """Indices of a training pool split into (training, validation): stratified where every class
+    can give an image to each side, fixed for good."""
+    index = np.arange(len(labels))
+    try:
+        train, val = train_test_split(index, test_size=n_val, stratify=labels, random_state=SPLIT_SEED)
+    except ValueError:  # a class too small to stratify (only in tiny pools)
+        train, val = train_test_split(index, test_size=n_val, random_state=SPLIT_SEED)
     return np.sort(train), np.sort(val)
 
 
@@ -370,7 +380,7 @@ def load(name: str) -> Split:
     s = spec(name)
     s.check_available()
     x_pool, y_pool, x_test, y_test = s.load_arrays()
-    train, val = holdout(y_pool, s.n_val)
+    train, val = holdout(y_pool, s.val_count(len(y_pool)))
     x_train = x_pool[train]
     pixels = x_train.astype(np.float32) / 255
     return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),
@@ -413,7 +423,7 @@ def stream_stats(name: str, n: int = 1000) -> tuple[float, float]:
     dataset, whatever the subset."""
     s = spec(name)
     train, _ = s.streams()
-    pool, _ = holdout(train.labels, s.n_val)
+    pool, _ = holdout(train.labels, s.val_count(len(train)))
     pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
     pixels = np.stack([train[int(i)][0].numpy() for i in pick]).astype(np.float32) / 255
     return float(pixels.mean()), float(pixels.std())

@@ -157,14 +157,14 @@ def compare(runs: pd.DataFrame) -> Comparison:
 def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:
     """The runs on which families are compared at equal compute: successful runs trained from
     scratch (not fine-tuned) on one dataset and one training-set size, the group holding the
-    most runs of the given families."""
+    most runs of the given families (all its runs, so that seed noise pools over all of them)."""
     runs = ok_runs(df)
     if "pretrained" in runs:
         runs = runs[runs["pretrained"].isna()]
-    runs = runs[runs["model"].isin(families)]
-    if runs.empty:
-        return runs
-    sizes = runs.groupby(["dataset", "train_size"]).agg(families=("model", "nunique"), runs=("model", "size"))
+    of = runs[runs["model"].isin(families)]
+    if of.empty:
+        return of
+    sizes = of.groupby(["dataset", "train_size"]).agg(families=("model", "nunique"), runs=("model", "size"))
     dataset, train_size = sizes.sort_values(["families", "runs"]).index[-1]
     return runs[(runs["dataset"] == dataset) & (runs["train_size"] == train_size)]
 

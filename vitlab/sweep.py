@@ -113,9 +113,6 @@ def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
         for key, values in axes.items():
             if not isinstance(values, list) or not values:
                 raise SweepError(f"{where}: {label}.{kind}.{key}: must be a non-empty list of values")
-    if set(grid) & set(tune):
-        raise SweepError(f"{where}: {label}: {sorted(set(grid) & set(tune))[0]} is in both grid and tune")
-    grid = {**grid, **tune}  # tuning axes are run as a grid; the analysis picks among them
     zipped = _mapping(where, f"{label}.zip", block.get("zip", {}))
     lengths = set()
     for key, values in zipped.items():
@@ -125,9 +122,11 @@ def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
     if len(lengths) > 1:
         raise SweepError(f"{where}: {label}.zip: lists must have equal lengths, got "
                          + ", ".join(f"{k}={len(v)}" for k, v in zipped.items()))
-    clash = set(grid) & set(zipped)
-    if clash:
-        raise SweepError(f"{where}: {label}: {sorted(clash)[0]} is in both grid (or tune) and zip")
+    for (a, axes_a), (b, axes_b) in ((("grid", grid), ("zip", zipped)), (("tune", tune), ("zip", zipped)),
+                                     (("grid", grid), ("tune", tune))):
+        if set(axes_a) & set(axes_b):
+            raise SweepError(f"{where}: {label}: {sorted(set(axes_a) & set(axes_b))[0]} is in both {a} and {b}")
+    grid = {**grid, **tune}  # tuning axes run as a grid; the analysis picks among them per study point
     explicit = block.get("runs", [{}])
     if not isinstance(explicit, list) or not explicit:
         raise SweepError(f"{where}: {label}.runs: must be a non-empty list of mappings")

@@ -125,7 +125,7 @@ class Streamed:
 
     def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device, workers: int | None = None):
         self.train, self.test = spec.streams()
-        pool, self.val = data.holdout(self.train.labels, spec.n_val)
+        pool, self.val = data.holdout(self.train.labels, spec.val_count(len(self.train)))
         self.idx = pool[data.subset_indices(self.train.labels[pool], cfg.train_size, cfg.seed)]
         self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
         self.resize = cfg.input_size != spec.image_size
