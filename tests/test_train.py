@@ -105,8 +105,22 @@ def test_no_position_embedding_variant_gets_weight_decay(pos_embed):
     assert decay[id(names["blocks.0.attn.qkv.weight"])] == 0.1  # the rest is still decayed
 
 
-def test_random_streams_are_independent():
+def test_shuffle_and_crops_never_draw_from_the_same_seed(tiny_cfg, monkeypatch):
     """Found by reading: the shuffle of epoch e and the crops of step e drew the same seed."""
+    used = []
+
+    class Recording(torch.Generator):
+        def manual_seed(self, seed):
+            used.append(seed)
+            return super().manual_seed(seed)
+
+    monkeypatch.setattr(torch, "Generator", Recording)
+    cfg = RunConfig.from_dict({**tiny_cfg.to_dict(), "steps": 12, "augment": True})  # two epochs of 6 steps
+    fit(cfg, build_model(cfg), progress=False)
+    assert len(used) == 2 + 12 and len(set(used)) == len(used)
+
+
+def test_random_streams_are_independent():
     from vitlab import seeds
 
     drawn = {seeds.derive(0, stream, i) for stream in ("shuffle", "crops") for i in range(50)}

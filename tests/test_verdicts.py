@@ -193,7 +193,7 @@ def test_hybrid_claim_needs_intervals_not_point_estimates():
 
     clear = verdicts.hybrids_help_at_small_compute(hybrid((0.80, 0.90, 0.95), (0.90, 0.93, 0.95), 0.004))
     assert clear.verdict == verdicts.SUPPORTED, clear.evidence
-    noisy = verdicts.hybrids_help_at_small_compute(hybrid((0.80, 0.90, 0.95), (0.82, 0.91, 0.95), 0.04))
+    noisy = verdicts.hybrids_help_at_small_compute(hybrid((0.80, 0.90, 0.95), (0.90, 0.93, 0.95), 0.06))
     assert noisy.verdict == verdicts.UNDECIDED, noisy.evidence
 
 
