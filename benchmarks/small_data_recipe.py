@@ -1,7 +1,7 @@
 """The default ViT recipe on mnist5k: test accuracy and training seconds, per seed.
 
 The train notebook's defaults (RunConfig()): ViT depth 4, width 64, patch 7, 50 epochs of
-the 4,000 training images with random crops, AdamW at 5e-3 with linear decay. Target:
+the 3,500 training images (mnist5k's pool less its validation split) with random crops, AdamW at 5e-3 with linear decay. Target:
 >= 96% test accuracy in <= 60 s of training on 2 CPU cores.
 
     python benchmarks/small_data_recipe.py --json
@@ -25,7 +25,8 @@ def main() -> None:
     for seed in range(args.seeds):
         cfg = RunConfig(seed=seed)
         result = train.fit(cfg, build_model(cfg), progress=False)
-        runs.append({"seed": seed, "test_accuracy": result.test_accuracy, "train_s": round(result.train_time_s, 1),
+        runs.append({"seed": seed, "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy,
+                     "train_s": round(result.train_time_s, 1),
                      "images_per_s": round(result.images_per_s)})
     figures = {"runs": runs, "min_test_accuracy": min(r["test_accuracy"] for r in runs),
                "max_train_s": max(r["train_s"] for r in runs), "target": ">= 0.96 in <= 60 s"}

@@ -29,7 +29,7 @@ from accelerate import Accelerator
 from timm.models.vision_transformer import VisionTransformer
 
 SHAPE = dict(depth=12, width=192, heads=3, mlp_dim=768, patch_size=4, image_size=32, batch_size=128,
-             dataset="mnist5k", train_size=4000)
+             dataset="mnist5k", train_size=3500)
 
 
 def sync(device):

@@ -28,6 +28,7 @@ sweeps:
   - grid: {patch_size: [7, 14]}
   - runs: [{model: vit}, {model: resnet, depth: 8, width: 8}]
     grid: {train_size: [200, 400]}
+  - tune: {lr: [0.001, 0.003]}
 """
 
 
@@ -69,12 +70,15 @@ def swept(tmp_path_factory):
 def test_run_executes_each_run_and_renders_the_report(swept):
     out, _, proc = swept
     df = results.load(out)
-    assert len(df) == 7 and set(df["status"]) == {"ok"} and set(df["model"]) == {"vit", "resnet"}
+    assert len(df) == 9 and set(df["status"]) == {"ok"} and set(df["model"]) == {"vit", "resnet"}
     assert sorted(p.stem for p in (out / "notebooks").glob("*.ipynb")) == sorted(df["run_id"])
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 5 and "data:image/png;base64" in html
     assert "def " not in html and "import " not in html  # no code cells by default
-    assert "7 ok" in proc.stderr
+    assert "9 ok" in proc.stderr
+    # lr tuned on validation at each point: the base point's three learning rates give one run.
+    assert results.tune_axes(out) == ("lr",) and "lr (chosen)" in html
+    assert "best on the validation split" in html
     assert sorted(p.stem for p in (out / "weights").glob("*.pt")) == sorted(df["run_id"])
     # The look inside the best ViT, with the paper's neighbour-vs-distant figure beside its grid.
     assert "Inside the best ViT" in html and re.search(
@@ -101,7 +105,7 @@ def test_inspect_notebook_draws_a_run(swept):
 def test_results_command_prints_one_row_per_run(swept):
     out, _, _ = swept
     csv = pd.read_csv(io.StringIO(vitlab("results", out, "--format", "csv").stdout))
-    assert len(csv) == 7 and all(c in csv.columns for c in REQUIRED)
+    assert len(csv) == 9 and all(c in csv.columns for c in REQUIRED)
     assert csv["test_accuracy"].between(0, 1).all() and (csv["train_flops"] > csv["flops_per_image"]).all()
     as_json = json.loads(vitlab("results", out, "--format", "json").stdout)
     assert sorted(r["run_id"] for r in as_json) == sorted(csv["run_id"])
@@ -111,7 +115,7 @@ def test_rerun_trains_nothing_already_recorded(swept):
     out, params, _ = swept
     before = {p.name: p.read_text() for p in (out / "runs").iterdir()}
     proc = vitlab("sweep", params, "--results", out)
-    assert "7 skipped" in proc.stderr
+    assert "9 skipped" in proc.stderr
     assert {p.name: p.read_text() for p in (out / "runs").iterdir()} == before
 
 

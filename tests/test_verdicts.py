@@ -53,7 +53,7 @@ def test_two_seeds_per_side_get_a_t_interval_with_pooled_seed_variance_and_sampl
     half = st.t.ppf(0.975, 2) * se
     assert f"{0.07 - half:+.3f} to {0.07 + half:+.3f}" in v.evidence
     assert v.verdict == verdicts.UNDECIDED  # the old bootstrap called this supported
-    assert "2 ResNet runs, 2 ViT runs" in v.evidence and f"seed sd {np.sqrt(pooled):.3f}" in v.evidence
+    assert "ResNet: 2 runs, ViT: 2 runs" in v.evidence and f"seed sd {np.sqrt(pooled):.3f}" in v.evidence
 
 
 def test_one_seed_per_configuration_is_never_decided_and_says_how_many_seeds_would():
@@ -130,7 +130,7 @@ def test_depth_against_width_uses_the_scaling_directions():
     assert directions.groupby("direction")["run_id"].nunique().to_dict() == {"depth": 8, "width": 8}
     v = verdicts.depth_helps_more_than_width(df)
     assert v.verdict == verdicts.SUPPORTED, v.evidence
-    assert "4 depth points, 4 width points" in v.evidence
+    assert "depth: 4 points, width: 4 points" in v.evidence
     assert "Line plot" in plots.scaling_directions_plot(df).alt
     assert verdicts.depth_helps_more_than_width(direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91), n=1)
                                                ).verdict == verdicts.UNDECIDED

@@ -36,8 +36,8 @@ def _noise_text(c: Comparison) -> str:
 def _judge(claim: str, paper: str, fill: str, c: Comparison, weights: dict, what: str, sides: str) -> Verdict:
     """Decide a claim whose contrast (weights on point accuracies) is positive when it holds."""
     est = c.contrast(weights)
-    value = sum(cell.weight * cell.mean for cell in c.cells(weights))
     if est is None:
+        value = sum(cell.weight * cell.mean for cell in c.cells(weights))
         n = c.seeds_needed(weights)
         more = (f"at least {n} seeds per configuration would decide a difference this large if seeds varied "
                 f"no more than the test set's sampling error" if n else "no number of seeds would decide a difference "
@@ -61,7 +61,7 @@ def _at(c: Comparison, **where) -> pd.DataFrame:
 
 
 def _sides(*counts: tuple[str, int], unit: str = "run") -> str:
-    return ", ".join(f"{n} {name} {unit}{'s' if n != 1 else ''}" for name, n in counts)
+    return ", ".join(f"{name}: {n} {unit}{'s' if n != 1 else ''}" for name, n in counts)
 
 
 def _data_size(df: pd.DataFrame):
