@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vitlab.studies import (CONFIG_FIELDS, Comparison, compare, compute_group, direction_trends, frontier, ok_runs,
-                            one_factor_study)
+from vitlab.studies import (CONFIG_FIELDS, Comparison, combine, compare, compute_group, direction_trends, frontier,
+                            ok_runs, one_factor_study)
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
           "patch_size": "patch size (px)", "train_size": "training images"}
@@ -260,9 +260,7 @@ def recommendation(df: pd.DataFrame) -> str:
     lines = [f"- **{d}**: test error {e.value:+.3f} per 10x compute (95% interval {e.low:+.3f} to "
              f"{e.high:+.3f}; {trends[d]['points']} configurations)" for d, e in ranked]
     (best, _), (second, _) = ranked[0], ranked[1]
-    weights = dict(trends[best]["weights"])
-    for k, w in trends[second]["weights"].items():
-        weights[k] = weights.get(k, 0.0) - w
+    weights = combine((trends[best]["weights"], 1), (trends[second]["weights"], -1))
     clear = comparison.contrast(weights).decided() == -1  # the best direction's error falls faster
     budget = comparison.points["train_flops"].max() * 10
     return ("For more compute (say 10x the largest run here, " f"{budget:.2g} FLOPs), the runs favour scaling "

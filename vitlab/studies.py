@@ -193,20 +193,23 @@ def frontier_gaps(better: pd.DataFrame, worse: pd.DataFrame) -> list[dict]:
             continue
         j = min(int(np.searchsorted(x, at, side="right")) - 1, len(x) - 2)
         lam = (at - x[j]) / (x[j + 1] - x[j]) if x[j + 1] > x[j] else 0.0
-        weights = {point["key"]: 1.0}
-        for k, w in ((keys[j], 1 - lam), (keys[j + 1], lam)):
-            weights[k] = weights.get(k, 0.0) - w
+        weights = combine(({point["key"]: 1.0}, 1), ({keys[j]: 1 - lam}, -1), ({keys[j + 1]: lam}, -1))
         out.append({"train_flops": point["train_flops"], "weights": weights})
     return out
 
 
-def mean_weights(items: list[dict]) -> dict:
-    """The weights of the mean of several contrasts."""
+def combine(*parts: tuple[dict, float]) -> dict:
+    """The weights of sum(factor * contrast) over (weights, factor) parts."""
     out: dict = {}
-    for item in items:
-        for k, w in item["weights"].items():
-            out[k] = out.get(k, 0.0) + w / len(items)
+    for weights, factor in parts:
+        for k, w in weights.items():
+            out[k] = out.get(k, 0.0) + factor * w
     return out
+
+
+def mean_weights(items: list[dict]) -> dict:
+    """The weights of the mean of several frontier gaps."""
+    return combine(*((item["weights"], 1 / len(items)) for item in items))
 
 
 def direction_trends(df: pd.DataFrame, model: str = "vit") -> tuple[Comparison, dict[str, dict]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from vitlab.studies import (Comparison, compare, compute_group, direction_trends, frontier, frontier_gaps,
+from vitlab.studies import (Comparison, combine, compare, compute_group, direction_trends, frontier, frontier_gaps,
                             mean_weights, one_factor_study)
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough runs"
@@ -127,10 +127,8 @@ def hybrids_help_at_small_compute(df: pd.DataFrame) -> Verdict:
         return _undecided(claim, paper, fill, "needs ViT and hybrid runs of several sizes over a shared compute range, "
                                               "on one dataset and training set size")
     # Both parts must hold: the hybrid ahead at the small end, and the ViT's advantage growing.
-    hybrid_ahead = {k: -w for k, w in gaps[0]["weights"].items()}
-    growth = dict(gaps[-1]["weights"])
-    for k, w in hybrid_ahead.items():
-        growth[k] = growth.get(k, 0.0) + w
+    hybrid_ahead = combine((gaps[0]["weights"], -1))
+    growth = combine((gaps[-1]["weights"], 1), (gaps[0]["weights"], -1))
     small, change = c.contrast(hybrid_ahead), c.contrast(growth)
     sides = _sides(("ViT frontier", len(gaps)), ("hybrid frontier", len(front["hybrid"])), unit="point")
     if small is None or change is None:
@@ -151,10 +149,7 @@ def depth_helps_more_than_width(df: pd.DataFrame) -> Verdict:
         if direction not in trends:
             return _undecided(claim, paper, fill, f"needs ViT runs along the {direction} direction from a shared base")
     # width slope minus depth slope, in error per decade: positive when depth's error falls faster.
-    weights = {}
-    for direction, sign in (("width", 1), ("depth", -1)):
-        for k, w in trends[direction]["weights"].items():
-            weights[k] = weights.get(k, 0.0) + sign * w
+    weights = combine((trends["width"]["weights"], 1), (trends["depth"]["weights"], -1))
     slopes = {d: sum(cell.weight * cell.mean for cell in c.cells(trends[d]["weights"])) for d in ("depth", "width")}
     return _judge(claim, paper, fill, c, weights,
                   f"test error per 10x compute: depth {slopes['depth']:+.3f}, width {slopes['width']:+.3f}; "
