@@ -6,7 +6,6 @@ error alone with one seed, half-widths added, frontier points taken as independe
 claim decided on a point estimate, selection on the test split)."""
 import numpy as np
 import pandas as pd
-import pytest
 from scipy import stats as st
 
 from vitlab import plots, studies, verdicts

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vitlab.studies import (CONFIG_FIELDS, Comparison, combine, compare, compute_group, direction_trends, frontier,
+from vitlab.studies import (CONFIG_FIELDS, Comparison, combine, compare, compute_group, direction_trends, frontiers,
                             ok_runs, one_factor_study)
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
@@ -82,11 +82,10 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
     runs = compute_group(df, sorted(ok_runs(df)["model"].unique()))
     if runs.empty:
         return Missing("No successful runs yet.")
-    comparison = compare(runs)
     fig, ax = _figure("Test error vs training compute")
     sns.scatterplot(data=runs, x="train_flops", y="test_error", hue="model", style="model", s=60, ax=ax, alpha=0.7)
     palette = dict(zip(sorted(runs["model"].unique()), sns.color_palette()))
-    fronts = {m: frontier(comparison.points[comparison.points["model"] == m]) for m in palette}
+    comparison, fronts = frontiers(runs, palette)
     for model, front in fronts.items():
         ax.plot(front["train_flops"], front["test_error"], color=palette[model], lw=1.2)
     note = ""

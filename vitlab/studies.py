@@ -178,6 +178,12 @@ def frontier(points: pd.DataFrame) -> pd.DataFrame:
     return points[scaling.pareto_frontier(points["train_flops"], points["val_error"])].sort_values("train_flops")
 
 
+def frontiers(runs: pd.DataFrame, families) -> tuple[Comparison, dict[str, pd.DataFrame]]:
+    """The study points of runs (one compute_group) and each family's frontier among them."""
+    c = compare(runs)
+    return c, {m: frontier(c.points[c.points["model"] == m]) for m in families}
+
+
 def frontier_gaps(better: pd.DataFrame, worse: pd.DataFrame) -> list[dict]:
     """At each frontier point of `better` inside the compute range of `worse`'s frontier: weights
     on point accuracies whose sum is better's accuracy minus worse's (log-linear interpolation

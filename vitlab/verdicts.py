@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from vitlab.studies import (Comparison, combine, compare, compute_group, direction_trends, frontier, frontier_gaps,
+from vitlab.studies import (Comparison, combine, compare, compute_group, direction_trends, frontier_gaps, frontiers,
                             mean_weights, one_factor_study)
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough runs"
@@ -101,8 +101,7 @@ def vit_gains_more_from_data(df: pd.DataFrame) -> Verdict:
 
 
 def _frontiers(df: pd.DataFrame, families) -> tuple[Comparison, dict[str, pd.DataFrame]]:
-    c = compare(compute_group(df, families))
-    return c, {m: frontier(_at(c, model=m)) for m in families}
+    return frontiers(compute_group(df, families), families)
 
 
 def vit_beats_resnet_at_equal_compute(df: pd.DataFrame) -> Verdict:
