@@ -53,3 +53,25 @@ def test_validation_size_rule_for_datasets_that_name_none():
     assert data.spec("cifar10").n_val == 1000 and data.spec("cifar10").n_train == 49000  # 2%
     assert data.spec("pets").n_val == 185  # 5 per class beats 2% of 3,680
     assert data.spec("flowers102").n_val == 408  # at most a fifth of the pool
+
+
+def test_pixel_stats_are_numpys_float32_stats_without_a_float_copy():
+    rng = np.random.default_rng(0)
+    # Sizes below, at and well above one chunk, odd ones included, where the summation tree splits.
+    for shape in ((7, 1, 8, 8), (1, 1, 1024, 1024), (3001, 3, 17, 17), (49, 3, 224, 224)):
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        scaled = x.astype(np.float32) / 255
+        assert data.pixel_stats(x) == (float(scaled.mean()), float(scaled.std())), shape
+
+
+def test_held_statistics_did_not_change():
+    # Recorded before the stats were chunked: a run's normalisation, and so its results, are unchanged.
+    split = data.load("mnist5k")
+    assert (split.mean, split.std) == (0.13102780282497406, 0.30821654200553894)
+
+
+def test_resizing_a_batch_is_bitwise_resizing_the_set_then_gathering():
+    x = data.load("mnist5k").train_images[:300]
+    pick = torch.randperm(300, generator=torch.Generator().manual_seed(0))[:64]
+    for size in (56, 224, 14):
+        assert torch.equal(data.resize(x, size)[pick], data.resize(x[pick], size))

@@ -2,6 +2,8 @@
 pre-logits features, on a transfer dataset the model was not trained on."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -16,6 +18,9 @@ SHOTS = (1, 5, 10, 25)
 L2_REG = 2.0 ** 10
 BIAS_FEATURE = 100.0
 FEWSHOT_DRAWS = 3
+# Images per forward pass when evaluating: features and activations of one batch are all the
+# memory evaluation needs, at any resolution.
+EVAL_BATCH = 500
 
 
 def fewshot_linear(train_features, train_labels, test_features, test_labels, l2_reg: float = L2_REG) -> float:
@@ -58,14 +63,17 @@ def shot_sets(labels: np.ndarray, shots, seed: int) -> dict[int, np.ndarray]:
 
 
 @torch.no_grad()
-def features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Pre-logits features of normalised images: the pooled representation, through the
-    paper's pre-logits layer when the model has one."""
+def features(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH,
+             prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Pre-logits features: the pooled representation, through the paper's pre-logits layer when
+    the model has one. `prepare` turns each batch of images into the model's input (resizing
+    and normalising uint8 images a batch at a time); without it, images are that input."""
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = model.forward_head(model.forward_features(images[i:i + batch_size]), pre_logits=True)
+        x = images[i:i + batch_size]
+        x = model.forward_head(model.forward_features(prepare(x) if prepare else x), pre_logits=True)
         head = getattr(model, "head", None)
         if isinstance(head, nn.Sequential) and hasattr(head, "pre_logits"):
             x = head.act(head.pre_logits(x))
@@ -75,8 +83,10 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> t
 
 
 def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
-    """A run's transfer dataset at its input size, normalised with the run's own statistics:
-    (train images, train labels, test images, test labels), or None if it has none here."""
+    """A run's transfer dataset as uint8 at its stored size, on device, and the run's way of
+    preparing a batch of it (resized to the run's input size, normalised with the run's own
+    statistics): (train images, train labels, test images, test labels, prepare), or None if it
+    has none here."""
     spec = data.spec(cfg.dataset)
     if spec.transfer is None:
         return None
@@ -87,13 +97,14 @@ def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
     if data.spec(spec.transfer).channels != spec.channels:
         return None
     target, own = data.load(spec.transfer), data.load(cfg.dataset)
-    out = []
-    for images, labels in ((target.train_images, target.train_labels), (target.test_images, target.test_labels)):
-        images = images.to(device)
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != cfg.input_size:
             images = data.resize(images, cfg.input_size)
-        out += [data.normalise(images, own), labels.to(device)]
-    return tuple(out)
+        return data.normalise(images, own)
+
+    return (target.train_images.to(device), target.train_labels.to(device),
+            target.test_images.to(device), target.test_labels.to(device), prepare)
 
 
 def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | str = "cpu") -> dict:
@@ -106,8 +117,8 @@ def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | st
     images = transfer_images(cfg, device)
     if images is None:
         return out
-    x_train, y_train, x_test, y_test = images
-    f_train, f_test = features(model, x_train), features(model, x_test)
+    x_train, y_train, x_test, y_test, prepare = images
+    f_train, f_test = features(model, x_train, prepare=prepare), features(model, x_test, prepare=prepare)
     labels, y_test = y_train.cpu().numpy(), y_test.cpu()
     scores: dict[int, list[float]] = {}
     for draw in range(FEWSHOT_DRAWS):

@@ -1,0 +1,45 @@
+"""Paper scale on a CPU: memory bounded by the batch, not by the number of images, and a
+peak-memory estimate that is known before a run and refuses one that cannot fit."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vitlab import random_data
+
+pytestmark = pytest.mark.slow
+
+# A one-block ViT at 224 px: its step is cheap, so what a run holds is the data.
+TINY_224 = ["model=vit", "depth=1", "width=32", "heads=2", "mlp_dim=64", "patch_size=16", "image_size=224",
+            "steps=1", "batch_size=32", "dataset=cifar10"]
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    random_data.write_cifar(root, "cifar10", 8500, 500)
+    random_data.write_cifar(root, "cifar100", 1000, 200)  # the transfer dataset: few-shot and probe at 224 px
+    return root
+
+
+def peak_rss(tmp_path, cifar_dir, settings, results="results"):
+    """Train one run with `vitlab train` in a child process; (its peak resident bytes, its output)."""
+    env = {**os.environ, "VITLAB_DATA": str(cifar_dir), "VITLAB_NO_CHECKSUM": "1"}
+    log = tmp_path / f"{results}.log"
+    args = [sys.executable, "-m", "vitlab.cli", "train", "--quiet", "--results", str(tmp_path / results)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args + [a for s in settings for a in ("--set", s)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    text = log.read_text()
+    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
+    return usage.ru_maxrss * 1024, text
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path, cifar_dir):
+    small, _ = peak_rss(tmp_path, cifar_dir, TINY_224 + ["train_size=2000"], "small")
+    large, out = peak_rss(tmp_path, cifar_dir, TINY_224 + ["train_size=8000"], "large")
+    assert '"status": "ok"' in out
+    # At 224 px, 6,000 more images are 900 MB as uint8 and 3.6 GB as float.
+    assert large < 1.1 * small, (small / 2**20, large / 2**20)
