@@ -43,3 +43,32 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path, cifar_dir
     assert '"status": "ok"' in out
     # At 224 px, 6,000 more images are 900 MB as uint8 and 3.6 GB as float.
     assert large < 1.1 * small, (small / 2**20, large / 2**20)
+
+
+def estimated_peak(cifar_dir, settings) -> int:
+    """The dry-run's estimate, made as `vitlab sweep --dry-run` makes it: in a fresh process."""
+    env = {**os.environ, "VITLAB_DATA": str(cifar_dir), "VITLAB_NO_CHECKSUM": "1"}
+    values = dict(s.split("=", 1) for s in settings)
+    code = ("import sys, yaml; from vitlab import memory; from vitlab.config import RunConfig; "
+            "print(memory.estimate(RunConfig.from_dict({k: yaml.safe_load(v) for k, v in "
+            f"{values!r}.items()}})).peak)")
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.split()[-1])
+
+
+@pytest.fixture(scope="module")
+def cifar10_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar10")
+    random_data.write_cifar(root, "cifar10", 8500, 500)
+    return root
+
+
+# At 112 px (49 patches), with batches that give activations of 1-2 GB beside the 0.8-1 GB process.
+@pytest.mark.parametrize("model", [["preset=vit-ti/16", "batch_size=256"], ["preset=vit-s/16", "batch_size=128"],
+                                   ["preset=vit-b/16", "batch_size=64"]], ids=lambda m: m[0].split("=")[1])
+def test_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, cifar10_dir, model):
+    settings = ["dataset=cifar10", "image_size=112", "steps=1", "train_size=8000"] + model
+    measured, _ = peak_rss(tmp_path, cifar10_dir, settings)
+    estimated = estimated_peak(cifar10_dir, settings)
+    print(f"{model[0]}: estimated {estimated / 2**30:.2f} GiB, measured {measured / 2**30:.2f} GiB")
+    assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2**30, measured / 2**30)

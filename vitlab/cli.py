@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from vitlab import PROJECT_ROOT, results
+from vitlab.config import ConfigError
 from vitlab.sweep import SweepError
 
 
@@ -39,18 +40,21 @@ def cmd_sweep(args, render_report: bool = False) -> int:
 
 
 def dry_run(plan, runs, workers: int) -> int:
-    """Print each run's parameters, size, compute and estimated time; train nothing."""
+    """Print each run's parameters, size, compute, peak memory and estimated time; train nothing.
+    Returns 1 if a run cannot fit its device."""
     import pandas as pd
 
-    from vitlab import estimate
+    from vitlab import estimate, memory
 
+    peaks = [memory.estimate(cfg) for cfg in runs]
     estimates = estimate.estimate(runs)
     configs = [cfg.to_dict() for cfg in runs]
     usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
     table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
                            "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
-                           "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds)}
-                          for cfg, e in zip(runs, estimates)]).to_string(index=False).splitlines()
+                           "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds),
+                           "peak memory": f"{m.peak / memory.GiB:.1f} GiB" + ("" if m.fits() else " (!)")}
+                          for cfg, e, m in zip(runs, estimates, peaks)]).to_string(index=False).splitlines()
     print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
     print(table[0] + "  differs from the usual values")
     for line, values in zip(table[1:], configs):
@@ -61,7 +65,17 @@ def dry_run(plan, runs, workers: int) -> int:
           f"estimated {_duration(total)} on this machine"
           + (f" with {workers} workers" if workers > 1 else "")
           + " (training calibrated here)")
-    return 0
+    device = memory.device_of(runs[0])
+    print(f"peak memory: up to {max(m.peak for m in peaks) / memory.GiB:.1f} GiB of the "
+          f"{peaks[0].capacity / memory.GiB:.1f} GiB of {memory.describe(device)}")
+    refused = 0
+    for cfg in runs:
+        try:
+            memory.check(cfg, device)
+        except ConfigError as e:
+            print(f"refused: {e}")
+            refused += 1
+    return 1 if refused else 0
 
 
 def _duration(seconds: float) -> str:
@@ -77,7 +91,7 @@ def cmd_train(args) -> int:
     import yaml
 
     from vitlab import results, train
-    from vitlab.config import ConfigError, RunConfig
+    from vitlab.config import RunConfig
     values = {}
     for item in args.set:
         key, sep, text = item.partition("=")
@@ -189,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SweepError, FileNotFoundError) as e:
+    except (SweepError, ConfigError, FileNotFoundError) as e:  # one line, no traceback
         print(f"vitlab {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

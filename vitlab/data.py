@@ -454,7 +454,7 @@ def subset_indices(labels: torch.Tensor | np.ndarray, n: int, seed: int) -> np.n
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of uint8 images, kept uint8."""
     out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    return out.round_().clamp_(0, 255).to(torch.uint8)  # in place: one float copy of the batch at a time
 
 
 @functools.lru_cache(maxsize=None)
@@ -470,4 +470,5 @@ def stream_stats(name: str, n: int = 1000) -> tuple[float, float]:
 
 
 def normalise(x: torch.Tensor, split: Split) -> torch.Tensor:
-    return (x.float() / 255 - split.mean) / split.std
+    """(x / 255 - mean) / std as float32, in one new tensor (bitwise the out-of-place arithmetic)."""
+    return x.to(torch.float32, copy=True).div_(255).sub_(split.mean).div_(split.std)

@@ -18,9 +18,13 @@ SHOTS = (1, 5, 10, 25)
 L2_REG = 2.0 ** 10
 BIAS_FEATURE = 100.0
 FEWSHOT_DRAWS = 3
-# Images per forward pass when evaluating: features and activations of one batch are all the
-# memory evaluation needs, at any resolution.
-EVAL_BATCH = 500
+# Images per forward pass when evaluating: 500, and above 64 px as many as hold 500 images' worth
+# of 64 px pixels (40 at 224 px), so that one batch's activations stay small at any resolution.
+EVAL_BATCH, EVAL_PIXELS = 500, 500 * 64 * 64
+
+
+def eval_batch(image_size: int) -> int:
+    return max(1, min(EVAL_BATCH, EVAL_PIXELS // image_size ** 2))
 
 
 def fewshot_linear(train_features, train_labels, test_features, test_labels, l2_reg: float = L2_REG) -> float:
@@ -118,7 +122,8 @@ def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | st
     if images is None:
         return out
     x_train, y_train, x_test, y_test, prepare = images
-    f_train, f_test = features(model, x_train, prepare=prepare), features(model, x_test, prepare=prepare)
+    batch = eval_batch(cfg.input_size)
+    f_train, f_test = (features(model, x, batch, prepare) for x in (x_train, x_test))
     labels, y_test = y_train.cpu().numpy(), y_test.cpu()
     scores: dict[int, list[float]] = {}
     for draw in range(FEWSHOT_DRAWS):

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from vitlab import PROJECT_ROOT, data, notebook, results
+from vitlab import PROJECT_ROOT, data, memory, notebook, results
 from vitlab.claims import Claims
 from vitlab.config import ConfigError, RunConfig
 
@@ -192,6 +192,11 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
         if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
             raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
                              f"sweep nor recorded with weights in {results_dir}")
+    for cfg in runs:  # a run that cannot fit its device is refused before any run trains
+        try:
+            memory.check(cfg)
+        except ConfigError as e:
+            raise SweepError(f"{plan.path}: {e}") from None
     notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     results.add_tune_axes(results_dir, plan.tune)

@@ -17,7 +17,7 @@ from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab import cpu, data, seeds
+from vitlab import cpu, data, memory, seeds
 from vitlab import evaluate as evaluation
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
@@ -119,9 +119,10 @@ class InMemory:
             b = perm[part]
             yield self.sized(self.x_train[b]), self.y_train[b]
 
-    def evaluate(self, model: nn.Module, split: str = "test", batch_size: int = evaluation.EVAL_BATCH) -> float:
+    def evaluate(self, model: nn.Module, split: str = "test") -> float:
         """Accuracy on the fixed "val" or "test" split."""
         x, y = self.held[split]
+        batch_size = evaluation.eval_batch(self.size or x.shape[-1])
         return evaluate(model, ((self.sized(x[i:i + batch_size]), y[i:i + batch_size])
                                 for i in range(0, len(y), batch_size)), self)
 
@@ -156,7 +157,8 @@ class Streamed:
         order = self.idx[torch.randperm(len(self.idx), generator=shuffle).numpy()]
         yield from self._on_device(self._loader(self.train, [order[part].tolist() for part in parts]))
 
-    def evaluate(self, model: nn.Module, split: str = "test", batch_size: int = evaluation.EVAL_BATCH) -> float:
+    def evaluate(self, model: nn.Module, split: str = "test") -> float:
+        batch_size = evaluation.eval_batch(self.size)
         dataset, idx = (self.test, np.arange(len(self.test))) if split == "test" else (self.train, self.val)
         sampler = [idx[i:i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
         return evaluate(model, self._on_device(self._loader(dataset, sampler)), self)
@@ -286,6 +288,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
                          f"{cfg.grad_accum} micro-batches")
+    memory.check(cfg, device, world)  # before anything is loaded or trained
     spec = data.spec(cfg.dataset)
     source = (Streamed if spec.streams else InMemory)(cfg, spec, device)
 
