@@ -72,3 +72,10 @@ def test_preset_fills_fields_and_explicit_fields_override():
     assert cfg.input_size == 32
     hybrid = RunConfig.from_dict({"preset": "hybrid-micro/1"})
     assert hybrid.model == "hybrid" and hybrid.cnn_depth == 8 and hybrid.patch_size == 1
+
+
+def test_a_field_added_later_keeps_earlier_run_ids():
+    # Pinned before `compile` existed: records written then still name the same runs.
+    assert RunConfig().run_id == "2da472fe4b2a"
+    assert RunConfig.from_dict({"preset": "vit-ti/16", "image_size": 224}).run_id == "3db86dc8da9f"
+    assert RunConfig.from_dict({"compile": True}).run_id != RunConfig().run_id

@@ -72,3 +72,24 @@ def test_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, cifa
     estimated = estimated_peak(cifar10_dir, settings)
     print(f"{model[0]}: estimated {estimated / 2**30:.2f} GiB, measured {measured / 2**30:.2f} GiB")
     assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2**30, measured / 2**30)
+
+
+def test_paper_smoke_script_runs_each_params_file_and_prints_peak_memory(tmp_path):
+    from vitlab import PROJECT_ROOT
+
+    params = tmp_path / "tiny_paper.yaml"  # the paper files' shape, at a size a CPU test can afford
+    params.write_text("name: tiny_paper\nbase: {dataset: cifar100, image_size: 32, epochs: 30, batch_size: 512, "
+                      "precision: bf16}\nruns: [{depth: 2, width: 32, heads: 2, mlp_dim: 64, patch_size: 8}, {preset: resnet-8}]\n"
+                      "grid: {train_size: [200, 400]}\n")
+    env = {**os.environ, "WORK": str(tmp_path / "work"), "PARAMS": str(params), "TRAIN_IMAGES": "600",
+           "TEST_IMAGES": "100", "STEPS": "2"}
+    out = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "paper_smoke.sh"), "--set", "batch_size=16",
+                          "--set", "train_size=400"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    table = [line.split() for line in out.stdout.splitlines() if line.split()[1:2] in (["vit"], ["resnet"])]
+    assert len(table) == 2 and all(row[-3] == "ok" for row in table)  # the grid's two train sizes became one
+    from vitlab import results
+
+    df = results.load(tmp_path / "work" / "tiny_paper")
+    assert (df.status == "ok").all() and (df.train_steps == 2).all() and (df.batch_size == 16).all()
+    assert (df.peak_memory_gib > 0.3).all() and (df.fewshot_1.notna()).all()  # CIFAR-100 random pixels, evaluated

@@ -79,3 +79,16 @@ def test_tune_axes_are_kept_beside_the_records(tmp_path):
     results.add_tune_axes(tmp_path, ("lr",))
     results.add_tune_axes(tmp_path, ("weight_decay", "lr"))
     assert results.tune_axes(tmp_path) == ("lr", "weight_decay")
+
+
+def test_records_written_before_a_field_existed_load_with_its_default(tmp_path):
+    import json
+
+    from vitlab import results
+    from vitlab.config import RunConfig
+
+    record = {"run_id": RunConfig().run_id, "status": "ok", **RunConfig().to_dict()}
+    del record["compile"]
+    results.runs_dir(tmp_path).mkdir(parents=True)
+    (results.runs_dir(tmp_path) / f"{record['run_id']}.json").write_text(json.dumps(record))
+    assert results.load(tmp_path)["compile"].tolist() == [False]

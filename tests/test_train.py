@@ -179,3 +179,16 @@ def test_tensorboard_tracker_logs_each_epoch(tiny_cfg, tmp_path):
 
     tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
     assert {"train_loss", "train_accuracy", "images_per_s"} <= set(tags)
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_as_the_eager_one_and_saves_the_same_weights(tiny_cfg, tmp_path):
+    import dataclasses
+
+    eager = fit(tiny_cfg, build_model(tiny_cfg), progress=False)
+    model = build_model(tiny_cfg)
+    compiled = fit(dataclasses.replace(tiny_cfg, compile=True), model, progress=False, checkpoint_dir=tmp_path)
+    assert compiled.train_loss == pytest.approx(eager.train_loss, abs=1e-4)
+    assert compiled.test_accuracy == pytest.approx(eager.test_accuracy, abs=0.02)
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)["model"]
+    assert saved.keys() == build_model(tiny_cfg).state_dict().keys()  # no torch.compile wrapper in checkpoints

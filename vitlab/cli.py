@@ -20,6 +20,8 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     from vitlab import sweep
 
     plan = sweep.load_plan(args.params)  # validates every run before anything trains
+    if args.set:
+        plan = sweep.override(plan, _set_values(args.set))
     shard = sweep.parse_shard(args.shard) if args.shard else (0, 1)
     if args.workers < 1:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
@@ -86,20 +88,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def cmd_train(args) -> int:
-    """One run in this process; under `accelerate launch` every process trains its share."""
+def _set_values(items: list[str]) -> dict:
+    """--set FIELD=VALUE arguments as config values (VALUE read as YAML: 6, 1e-3, null, true)."""
     import yaml
 
-    from vitlab import results, train
-    from vitlab.config import RunConfig
     values = {}
-    for item in args.set:
+    for item in items:
         key, sep, text = item.partition("=")
         if not sep:
             raise SweepError(f"--set: {item!r} must be FIELD=VALUE, e.g. depth=6")
         values[key.strip()] = yaml.safe_load(text)
+    return values
+
+
+def cmd_train(args) -> int:
+    """One run in this process; under `accelerate launch` every process trains its share."""
+    from vitlab import results, train
+    from vitlab.config import RunConfig
     try:
-        cfg = RunConfig.from_dict(values)
+        cfg = RunConfig.from_dict(_set_values(args.set))
     except ConfigError as e:
         raise SweepError(f"--set {e}") from None
     out = Path(args.results).resolve() if args.results else PROJECT_ROOT / "reports" / "runs"
@@ -169,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only the I-th of N disjoint slices (I from 0, as a SLURM array task id)")
         p.add_argument("--workers", type=int, default=1, metavar="K",
                        help="run K notebooks at once (one GPU each when there are several)")
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="set a field on every run, e.g. --set steps=3 (runs that become one run once)")
         p.add_argument("--fresh-kernels", action="store_true",
                        help="start a new kernel for every run (default: reuse one, namespace cleared)")
         p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))

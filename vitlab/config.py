@@ -24,6 +24,9 @@ FAMILY_FIELDS = {
     "hybrid": ("heads", "mlp_dim", "patch_size", "pool", "pos_embed", "pre_logits", "stem", "cnn_depth", "cnn_width"),
 }
 ARCH_FIELDS = sorted(set().union(*FAMILY_FIELDS.values()))
+# Fields added after runs were first recorded, with the default those runs had: a run id hashes
+# them only when set otherwise, so every earlier run keeps its id (and its record still matches).
+ADDED_FIELDS = {"compile": False}
 # Defaults of fields that the default model (a ViT) leaves empty.
 FAMILY_DEFAULTS = {"stem": "small", "cnn_depth": 8, "cnn_width": 8}
 
@@ -68,6 +71,7 @@ class RunConfig:
     label_smoothing: float = 0.1
     augment: bool = True  # random crops after padding (and flips, for photos); short budgets do better without
     seed: int = 0
+    compile: bool = False  # torch.compile the model (worth it on a GPU for long runs; minutes of compiling first)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -173,7 +177,8 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Stable across processes and versions: sha256 of the canonical JSON of every field."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 import types
+from pathlib import Path
 from dataclasses import dataclass
 
 import psutil
@@ -55,6 +57,31 @@ class MemoryEstimate:
 
     def fits(self) -> bool:
         return self.peak <= self.capacity
+
+
+def reset_peak(device: torch.device) -> None:
+    """Start measuring a run's peak memory from now (see measured_peak)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the process's peak resident memory (VmHWM) to its current size
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere the process's lifetime peak stands in
+
+
+def measured_peak(device: torch.device) -> int:
+    """Bytes at the peak since reset_peak: what the CUDA allocator reserved on a GPU; the process's
+    peak resident memory on a CPU (it includes what a reused kernel kept from earlier runs)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device)
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def device_of(cfg: RunConfig) -> torch.device:

@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 
 from vitlab import PROJECT_ROOT
-from vitlab.config import RunConfig
+from vitlab.config import ADDED_FIELDS, RunConfig
 
 # The columns every record has, in display order; config fields follow run_id and status.
 METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "val_accuracy", "test_accuracy",
            "fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe",
-           "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s")
+           "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s", "peak_memory_gib")
 COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
            "device", "error", "notes", "finished_at")
 FORMATS = ("csv", "json", "parquet")
@@ -206,7 +206,8 @@ def read(results_dir: str | Path, run_id: str) -> dict | None:
 
 def load(results_dir: str | Path) -> pd.DataFrame:
     """All records of a results directory as one tidy DataFrame, one row per run."""
-    records = [json.loads(p.read_text()) for p in sorted(runs_dir(results_dir).glob("*.json"))]
+    # A record written before a field existed ran with that field's default.
+    records = [ADDED_FIELDS | json.loads(p.read_text()) for p in sorted(runs_dir(results_dir).glob("*.json"))]
     df = pd.DataFrame(records)
     for column in COLUMNS:
         if column not in df:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import queue
@@ -104,6 +105,24 @@ def load_plan(path: str | Path) -> Plan:
             runs.setdefault(cfg.run_id, cfg)
     # Pre-training before fine-tuning: runs that start from another run go after the rest.
     return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)), tuple(tune))
+
+
+def override(plan: Plan, values: dict) -> Plan:
+    """The plan with fields set on every run (`--set`, e.g. a few steps for a smoke test); runs that
+    become one are one, and a fine-tuning run follows its pre-training run to its new id."""
+    renamed: dict[str, str] = {}
+    runs: dict[str, RunConfig] = {}
+    for cfg in plan.runs:  # pre-training runs come first
+        changed = {**cfg.to_dict(), **values}
+        if cfg.pretrained in renamed:
+            changed["pretrained"] = renamed[cfg.pretrained]
+        try:
+            new = RunConfig.from_dict(changed)
+        except ConfigError as e:
+            raise SweepError(f"{plan.path}: run {cfg.run_id} with --set: {e}") from None
+        renamed[cfg.run_id] = new.run_id
+        runs.setdefault(new.run_id, new)
+    return dataclasses.replace(plan, runs=tuple(runs.values()))
 
 
 def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:

@@ -41,6 +41,7 @@ class TrainResult:
     wall_time_s: float
     images_per_s: float
     device: str
+    peak_memory_gib: float  # measured: see memory.measured_peak
     history: list[dict] = field(default_factory=list)  # one row per epoch
     transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
@@ -289,6 +290,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
                          f"{cfg.grad_accum} micro-batches")
     memory.check(cfg, device, world)  # before anything is loaded or trained
+    memory.reset_peak(device)
     spec = data.spec(cfg.dataset)
     source = (Streamed if spec.streams else InMemory)(cfg, spec, device)
 
@@ -298,6 +300,14 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     optimizer, scheduler = make_optimizer(model, cfg, total_steps)
     # The scheduler stays unprepared: Accelerate would step it once per process per step,
     # as it takes batch_size per process; here batch_size is the global batch.
+    if device.type == "cuda":
+        # TF32 tensor cores for fp32 matmuls and convolutions (10 mantissa bits, as the paper's TPUs'
+        # bf16 passes); channels-last is the layout cuDNN's fastest convolution kernels take.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        if cfg.model in ("resnet", "hybrid"):
+            model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()  # in place: the module, its state_dict and checkpoints stay as they are
     model, optimizer = accelerator.prepare(model, optimizer)
     precision = MixedPrecision(cfg.precision, device)
     pad = max(1, cfg.input_size // 14)
@@ -378,5 +388,5 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         train_steps=steps, images_seen=images_seen, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started,
         images_per_s=trained_here / train_time if train_time > 0 else 0.0,
-        device=str(device), history=history, transfer=transfer,
+        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB, history=history, transfer=transfer,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
