@@ -67,7 +67,7 @@ def dry_run(plan, runs, workers: int) -> int:
           f"estimated {_duration(total)} on this machine"
           + (f" with {workers} workers" if workers > 1 else "")
           + " (training calibrated here)")
-    device = memory.device_of(runs[0])
+    device = memory.default_device()
     print(f"peak memory: up to {max(m.peak for m in peaks) / memory.GiB:.1f} GiB of the "
           f"{peaks[0].capacity / memory.GiB:.1f} GiB of {memory.describe(device)}")
     refused = 0

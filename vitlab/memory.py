@@ -3,9 +3,8 @@
 The training step and evaluation are replayed on fake tensors (torch's FakeTensorMode: shapes,
 no storage, no arithmetic) under PyTorch's MemTracker, which counts every tensor alive at each
 moment: weights, gradients, optimizer state, activations saved for the backward pass and the
-temporaries of each op, at the run's real micro-batch, precision and input size. Nothing is
-extrapolated from a small batch, and a ViT-H step costs no more to estimate than a ViT-Ti's.
-To that come the images a run holds (uint8, at their stored size) and the process itself.
+temporaries of each op, at the run's real micro-batch, precision and input size (1-8 s for a
+ViT, nothing extrapolated from a small batch). To that come the images a run holds (uint8, at their stored size) and the process itself.
 """
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ import functools
 import os
 import sys
 import types
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import torch
@@ -84,7 +83,7 @@ def measured_peak(device: torch.device) -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def device_of(cfg: RunConfig) -> torch.device:
+def default_device() -> torch.device:
     """Where a run trains: the GPU when there is one (as Accelerate chooses), else the CPU."""
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
@@ -128,14 +127,11 @@ def held_bytes(cfg: RunConfig, device: torch.device) -> int:
 def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
     """Peak bytes of a training step at cfg.batch_size images, the part of it that scales with the
     batch, and the peak of an evaluation batch after it: replayed on fake tensors on device."""
+    from accelerate import Accelerator
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from vitlab.train import MixedPrecision, make_optimizer
-
-    from accelerate import Accelerator
-
-    from vitlab.train import MixedPrecision, make_optimizer, step
+    from vitlab.train import MixedPrecision, make_optimizer, step  # train imports this module
 
     spec = data.spec(cfg.dataset)
     with torch.device("meta"):  # shapes only: no initialisation to run
@@ -152,7 +148,7 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = model.to_empty(device=device)
         optimizer, scheduler = make_optimizer(model, cfg, 2)
-        accelerator = Accelerator(cpu=device.type == "cpu")
+        accelerator = Accelerator()  # the process's own: its backward and gradient clipping
         y = torch.zeros(micro_batch, dtype=torch.long, device=device)
 
         def train_step():
@@ -176,7 +172,7 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
 
 def estimate(cfg: RunConfig, device: torch.device | None = None, processes: int = 1) -> MemoryEstimate:
     """The peak memory of one process of a run on device (default: where it would train)."""
-    device = device or device_of(cfg)
+    device = device or default_device()
     micro_batch = min(cfg.batch_size, cfg.train_size) // processes // cfg.grad_accum
     training, scaling, evaluation = _tracked_peak(_shape_only(cfg, max(1, micro_batch)), device)
     base = CUDA_CONTEXT_BYTES if device.type == "cuda" else _PROCESS_BYTES
@@ -218,7 +214,7 @@ def check(cfg: RunConfig, device: torch.device | None = None, processes: int = 1
     """Refuse a run whose peak is more than its device has: ConfigError, one line suggesting
     grad_accum or a smaller batch. Runs far from the limit by a quick bound pass at once (None);
     the others are estimated in full (returned)."""
-    device = device or device_of(cfg)
+    device = device or default_device()
     micro_batch = max(1, min(cfg.batch_size, cfg.train_size) // processes // cfg.grad_accum)
     base = CUDA_CONTEXT_BYTES if device.type == "cuda" else _PROCESS_BYTES
     if base + held_bytes(cfg, device) + _upper_bound(_shape_only(cfg, micro_batch)) <= capacity(device) / 2:
