@@ -80,3 +80,10 @@ def test_sweep_refuses_before_any_run_trains(tmp_path, monkeypatch):
 def test_small_runs_pass_on_the_quick_bound():
     for path in ("params/quickstart.yaml", "params/data_size.yaml"):
         assert all(memory.check(cfg) is None for cfg in load_plan(memory.data.PROJECT_ROOT / path).runs)
+
+
+@pytest.mark.parametrize("pos_embed", ["none", "learn2d", "sincos2d"])
+def test_every_position_embedding_is_estimated(pos_embed):
+    # sincos2d's fixed table is a parameter without gradients, which MemTracker cannot hook.
+    e = memory.estimate(RunConfig.from_dict({"depth": 2, "pos_embed": pos_embed}))
+    assert 0 < e.per_micro_batch < e.training

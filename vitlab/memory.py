@@ -147,6 +147,11 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
 
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = model.to_empty(device=device)
+        for module in model.modules():  # MemTracker hooks every parameter's gradient: frozen ones
+            for name, p in list(module._parameters.items()):  # (fixed sin-cos embeddings) count as buffers
+                if p is not None and not p.requires_grad:
+                    del module._parameters[name]
+                    module.register_buffer(name, p.detach())
         optimizer, scheduler = make_optimizer(model, cfg, 2)
         accelerator = Accelerator()  # the process's own: its backward and gradient clipping
         y = torch.zeros(micro_batch, dtype=torch.long, device=device)
