@@ -79,3 +79,10 @@ def test_a_field_added_later_keeps_earlier_run_ids():
     assert RunConfig().run_id == "2da472fe4b2a"
     assert RunConfig.from_dict({"preset": "vit-ti/16", "image_size": 224}).run_id == "3db86dc8da9f"
     assert RunConfig.from_dict({"compile": True}).run_id != RunConfig().run_id
+
+
+def test_an_unknown_field_names_the_closest_allowed_one_first():
+    with pytest.raises(ConfigError, match=r"^depht: unknown field; did you mean depth\? \(allowed: model, "):
+        RunConfig.from_dict({"depht": 6})
+    with pytest.raises(ConfigError, match=r"^zzz: unknown field \(allowed: "):
+        RunConfig.from_dict({"zzz": 6})

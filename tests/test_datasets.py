@@ -209,7 +209,7 @@ def test_random_cifar_in_the_published_layout_loads_without_its_checksums(tmp_pa
     random_data.main([str(tmp_path), "--train", "250", "--test", "50"])
     data.load.cache_clear()
     try:
-        with pytest.raises(RuntimeError, match="corrupted"):  # torchvision's md5 check, on by default
+        with pytest.raises(data.DatasetCorrupt, match="corrupted"):  # torchvision's md5 check, on by default
             data.load("cifar10")
         monkeypatch.setenv("VITLAB_NO_CHECKSUM", "1")
         split = check("cifar10", 250, 50, (3, 32, 32), 10)
@@ -217,3 +217,25 @@ def test_random_cifar_in_the_published_layout_loads_without_its_checksums(tmp_pa
         check("cifar100", 250, 50, (3, 32, 32), 100)
     finally:
         data.load.cache_clear()
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_a_corrupt_dataset_is_one_line_naming_its_files_and_how_to_fetch_them(tmp_path, monkeypatch, checksums):
+    from vitlab import random_data
+
+    monkeypatch.setenv("VITLAB_DATA", str(tmp_path))
+    if not checksums:
+        monkeypatch.setenv("VITLAB_NO_CHECKSUM", "1")
+    folder = random_data.write_cifar(tmp_path, "cifar10", 250, 50)
+    batch = folder / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])  # a download cut short
+    data.load.cache_clear()
+    try:
+        with pytest.raises(data.DatasetCorrupt) as e:
+            data.load("cifar10")
+    finally:
+        data.load.cache_clear()
+    message = str(e.value)
+    assert "\n" not in message and str(folder) in message and "delete them and download it with " \
+        "torchvision.datasets.CIFAR10(root=" in message
+    assert ("corrupted" if checksums else "Error") in message

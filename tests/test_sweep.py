@@ -32,7 +32,7 @@ def test_grid_zip_and_runs_expand(tmp_path):
 MALFORMED = {
     "not yaml": ("base: {depth: [1, 2\n", "not valid YAML"),
     "not a mapping": ("- 1\n- 2\n", "expected a mapping"),
-    "unknown top key": (BASE + "grids: {depth: [1]}\n", "unknown key 'grids'"),
+    "unknown top key": (BASE + "grids: {depth: [1]}\n", "unknown key 'grids'; did you mean grid?"),
     "unknown field": (BASE + "grid: {dept: [1, 2]}\n", "dept: unknown field"),
     "wrong type": (BASE + "grid: {depth: [two]}\n", "depth: must be a int"),
     "impossible patch": (BASE + "grid: {patch_size: [5]}\n", "patch_size: 5 does not divide"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import re
@@ -79,7 +80,7 @@ class RunConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(unknown[0], f"unknown field (allowed: {', '.join(known)})")
+            raise ConfigError(unknown[0], f"unknown field{did_you_mean(unknown[0], known)} (allowed: {', '.join(known)})")
         values = {name: _coerce(name, value, known[name].type) for name, value in values.items()}
         if values.get("preset") is not None:
             if values["preset"] not in PRESETS:
@@ -180,6 +181,12 @@ class RunConfig:
         values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def did_you_mean(name: str, allowed) -> str:
+    """'; did you mean X?' for the allowed name closest to a misspelt one, else ''."""
+    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def divisors(n: int) -> list[int]:

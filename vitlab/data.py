@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -79,6 +80,10 @@ class _OpenRow:
 
 class DatasetMissing(FileNotFoundError):
     """A registered dataset whose files are not on this machine; one line saying where and how."""
+
+
+class DatasetCorrupt(DatasetMissing):
+    """A dataset whose files are here but do not read (a failed checksum, a truncated file)."""
 
 
 @dataclass(frozen=True)
@@ -396,7 +401,13 @@ def load(name: str) -> Split:
     """The fixed test split, the fixed validation split and the training pool of a dataset."""
     s = spec(name)
     s.check_available()
-    x_pool, y_pool, x_test, y_test = s.load_arrays()
+    try:
+        x_pool, y_pool, x_test, y_test = s.load_arrays()
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError, ValueError) as e:
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        where = s.root() if s.files else name.split(":", 1)[-1]
+        raise DatasetCorrupt(f"dataset {name}: the files in {where} do not read ({reason}); delete them and "
+                             f"{s.how or 'copy them again'}") from None
     train, val = holdout(y_pool, s.val_count(len(y_pool)))
     x_train = x_pool[train]
     return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),

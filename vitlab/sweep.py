@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from vitlab import PROJECT_ROOT, data, memory, notebook, results
 from vitlab.claims import Claims
-from vitlab.config import ConfigError, RunConfig
+from vitlab.config import ConfigError, RunConfig, did_you_mean
 
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
 BLOCK_KEYS = ("name", "base", "grid", "zip", "runs", "tune")
@@ -87,7 +87,8 @@ def load_plan(path: str | Path) -> Plan:
         _check_keys(where, label, block, BLOCK_KEYS)
         for axis in _mapping(where, f"{label}.tune", block.get("tune", {})):
             if axis not in TUNABLE:
-                raise SweepError(f"{where}: {label}.tune.{axis}: not a tuning axis (allowed: {', '.join(TUNABLE)})")
+                raise SweepError(f"{where}: {label}.tune.{axis}: not a tuning axis{did_you_mean(axis, TUNABLE)} "
+                                 f"(allowed: {', '.join(TUNABLE)})")
             tune += [axis] if axis not in tune else []
         seen: set[str] = set()
         for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
@@ -168,7 +169,8 @@ def _mapping(where: str, label: str, value) -> dict:
 def _check_keys(where: str, label: str, spec: dict, allowed) -> None:
     for key in spec:
         if key not in allowed:
-            raise SweepError(f"{where}: {label}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+            raise SweepError(f"{where}: {label}: unknown key {key!r}{did_you_mean(key, allowed)} "
+                             f"(allowed: {', '.join(allowed)})")
 
 
 def describe(values: dict, base: dict) -> str:
