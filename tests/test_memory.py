@@ -1,6 +1,7 @@
 """The peak-memory estimate: its parts, its quick bound, and the refusal of a run that cannot fit.
 Its accuracy against measured peaks is in test_paper_scale.py."""
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -87,3 +88,18 @@ def test_every_position_embedding_is_estimated(pos_embed):
     # sincos2d's fixed table is a parameter without gradients, which MemTracker cannot hook.
     e = memory.estimate(RunConfig.from_dict({"depth": 2, "pos_embed": pos_embed}))
     assert 0 < e.per_micro_batch < e.training
+
+
+def test_dry_run_prints_peak_memory_and_refuses_what_cannot_fit(tmp_path, monkeypatch, capsys):
+    from vitlab.cli import main
+
+    p = tmp_path / "one.yaml"
+    p.write_text("base: {depth: 1, width: 16, heads: 2, mlp_dim: 32, train_size: 200, steps: 2}\nruns: [{}]\n")
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "peak memory" in out.splitlines()[1] and "refused" not in out
+    assert re.search(r"^peak memory: up to 0\.\d GiB of the [\d.]+ GiB of this machine's memory \(run \w{12}: "
+                     r"weights, gradients and optimizer state \d+ MiB, activations \d+ MiB at 64 images", out, re.M)
+    monkeypatch.setenv("VITLAB_DEVICE_MEMORY_GIB", "0.1")
+    assert main(["sweep", str(p), "--dry-run"]) == 1
+    assert re.search(r"^refused: batch_size: run \w{12} needs about .* more than the 0\.1 GiB", capsys.readouterr().out, re.M)

@@ -55,7 +55,7 @@ def dry_run(plan, runs, workers: int) -> int:
     table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
                            "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
                            "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds),
-                           "peak memory": f"{m.peak / memory.GiB:.1f} GiB" + ("" if m.fits() else " (!)")}
+                           "peak memory": _size(m.peak) + ("" if m.fits() else " (!)")}
                           for cfg, e, m in zip(runs, estimates, peaks)]).to_string(index=False).splitlines()
     print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
     print(table[0] + "  differs from the usual values")
@@ -68,8 +68,11 @@ def dry_run(plan, runs, workers: int) -> int:
           + (f" with {workers} workers" if workers > 1 else "")
           + " (training calibrated here)")
     device = memory.default_device()
-    print(f"peak memory: up to {max(m.peak for m in peaks) / memory.GiB:.1f} GiB of the "
-          f"{peaks[0].capacity / memory.GiB:.1f} GiB of {memory.describe(device)}")
+    top = max(peaks, key=lambda m: m.peak)
+    print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.describe(device)} "
+          f"(run {top.run_id}: weights, gradients and optimizer state {_size(top.training - top.per_micro_batch)}, "
+          f"activations {_size(top.per_micro_batch)} at {top.micro_batch} images a micro-batch, evaluation "
+          f"{_size(top.evaluation)}, images held {_size(top.data)}, the process {_size(top.base)})")
     refused = 0
     for cfg in runs:
         try:
@@ -78,6 +81,10 @@ def dry_run(plan, runs, workers: int) -> int:
             print(f"refused: {e}")
             refused += 1
     return 1 if refused else 0
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
 
 
 def _duration(seconds: float) -> str:
