@@ -423,8 +423,8 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of uint8 images' pixels scaled to [0, 1], a chunk at a time.
 
     Bitwise what numpy's float32 mean() and std() of the whole scaled array give (tested), so
-    that runs keep their results, without the float copy of a whole split (600 MB for CIFAR's
-    pool; 7 GB at 224 px). Written by hand because numpy offers no chunked reduction: this
+    that runs keep their results, without the float copy of a whole pool (600 MB for CIFAR's,
+    with a second for the deviations). Written by hand because numpy offers no chunked reduction: this
     follows the tree of numpy's pairwise summation, whose leaves numpy sums itself.
     """
     flat = images.reshape(-1)
