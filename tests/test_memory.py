@@ -98,7 +98,7 @@ def test_dry_run_prints_peak_memory_and_refuses_what_cannot_fit(tmp_path, monkey
     assert main(["sweep", str(p), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "peak memory" in out.splitlines()[1] and "refused" not in out
-    assert re.search(r"^peak memory: up to 0\.\d GiB of the [\d.]+ GiB of this machine's memory \(run \w{12}: "
+    assert re.search(r"^peak memory: up to [\d.]+ GiB of the [\d.]+ GiB of this machine's memory \(run \w{12}: "
                      r"weights, gradients and optimizer state \d+ MiB, activations \d+ MiB at 64 images", out, re.M)
     monkeypatch.setenv("VITLAB_DEVICE_MEMORY_GIB", "0.1")
     assert main(["sweep", str(p), "--dry-run"]) == 1
