@@ -65,3 +65,87 @@ def test_a_dead_claim_on_a_recorded_run_is_cleared(tmp_path):
         assert c.acquire("run2")
         c.clear_stale("run2")  # a live claim stays
         assert claims.lock_path(tmp_path, "run2").exists()
+
+
+class _Watched:
+    """The os module, checking after every call that a lock which exists names its owner."""
+
+    def __init__(self, lock):
+        self.lock, self.seen = lock, []
+
+    def __getattr__(self, name):
+        fn = getattr(os, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if self.lock.exists():
+                self.seen.append(self.lock.read_text())
+            return out
+        return call
+
+
+def test_a_lock_is_born_holding_its_owner(tmp_path, monkeypatch):
+    lock = claims.lock_path(tmp_path, "run1")
+    watched = _Watched(lock)
+    with Claims(tmp_path) as c:
+        monkeypatch.setattr(claims, "os", watched)
+        assert c.acquire("run1")
+        monkeypatch.undo()
+    assert watched.seen, "the lock never appeared"
+    for text in watched.seen:  # never empty or half-written, as another sweep could read it
+        assert json.loads(text)["pid"] == os.getpid()
+
+
+def test_only_the_owner_releases_a_claim(tmp_path):
+    with Claims(tmp_path) as a, Claims(tmp_path) as b:
+        assert a.acquire("run1")
+        lock = claims.lock_path(tmp_path, "run1")
+        # a's claim went stale (its host stopped its heartbeat) and b took it over
+        lock.write_text(json.dumps({**json.loads(lock.read_text()), "host": "elsewhere"}))
+        old = time.time() - claims.STALE_S - 1
+        os.utime(lock, (old, old))
+        assert b.acquire("run1")
+        a.release("run1")
+        assert lock.exists() and not a.acquire("run1")  # b still holds it
+        b.release("run1")
+        assert not lock.exists()
+
+
+def test_a_stale_claim_is_taken_over_by_exactly_one_claimant(tmp_path, monkeypatch):
+    """b finds the lock stale, is descheduled while a takes it over, then goes on."""
+    import threading
+    from pathlib import Path
+
+    lock = claims.lock_path(tmp_path, "run1")
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": 0}))
+    old = time.time() - claims.STALE_S - 1
+    os.utime(lock, (old, old))
+    b_looked, a_done, real_stat = threading.Event(), threading.Event(), Path.stat
+
+    def stat(self, *args, **kwargs):
+        out = real_stat(self, *args, **kwargs)
+        if self == lock and threading.current_thread().name == "b" and not b_looked.is_set():
+            b_looked.set()
+            a_done.wait(10)
+        return out
+
+    monkeypatch.setattr(Path, "stat", stat)
+    a, b, won = Claims(tmp_path), Claims(tmp_path), {}
+
+    def take_a():
+        b_looked.wait(10)
+        won["a"] = a.acquire("run1")
+        a_done.set()
+
+    threads = [threading.Thread(target=take_a), threading.Thread(target=lambda: won.update(b=b.acquire("run1")),
+                                                                   name="b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert won == {"a": True, "b": False}
+    assert json.loads(lock.read_text())["token"] == a.token

@@ -1,4 +1,4 @@
-"""A run under `accelerate launch` on 2 CPU processes, and a run killed with SIGKILL then resumed."""
+"""A run under `accelerate launch` on 2 CPU processes, and runs killed with SIGKILL then resumed."""
 import json
 import os
 import signal
@@ -21,20 +21,82 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_two_process_ddp_matches_one_process(tmp_path):
-    one = subprocess.run([sys.executable, *train_args(20, tmp_path / "one")], capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr
-    # Accelerate runs DDP on CPUs (gloo) when told to use the CPU; its launcher is the multi-GPU one.
+# Process 0's clock runs 20,000 times fast, so its 10-minute checkpoints come every 30 ms, and
+# process 1's does not: a checkpoint decided by each process's own clock stops their collectives
+# matching (a hang).
+SKEWED_CLOCK = """
+import os, sys, time, types
+from vitlab import cli, train
+if os.environ["RANK"] == "0":
+    start = time.perf_counter()
+    train.time = types.SimpleNamespace(perf_counter=lambda: start + 20000 * (time.perf_counter() - start))
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def launch(script, *args, port=29517, **kwargs):
+    """`accelerate launch` on 2 CPU processes. Accelerate runs DDP on CPUs (gloo) when told to use
+    the CPU; its launcher is the multi-GPU one."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-                          *train_args(20, tmp_path / "two")], capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr
-    a, b = last_json(one.stdout), last_json(two.stdout)
-    assert a["run_id"] == b["run_id"] and a["train_steps"] == b["train_steps"] == 20
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), *script, *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and its workers (torch's launcher puts them in groups of their own)."""
+    import psutil
+
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for p in procs:
+        p.kill()
+    psutil.wait_procs(procs)
+
+
+def finish(proc, timeout=300) -> dict:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        raise AssertionError(f"hung: {proc.communicate()[1][-2000:]}") from None
+    assert proc.returncode == 0, err
+    return last_json(out)
+
+
+def test_two_process_ddp_matches_one_process_with_clocks_apart(tmp_path):
+    one = subprocess.run([sys.executable, *train_args(40, tmp_path / "one")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    script = tmp_path / "skewed.py"
+    script.write_text(SKEWED_CLOCK)
+    b = finish(launch([str(script)], *train_args(40, tmp_path / "two")[2:]), timeout=180)
+    a = last_json(one.stdout)
+    assert a["run_id"] == b["run_id"] and a["train_steps"] == b["train_steps"] == 40
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=0.005)
     assert len(list((tmp_path / "two" / "runs").glob("*.json"))) == 1  # written once, by the main process
+
+
+def test_two_processes_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_path):
+    # 8 steps an epoch; checkpoints at 50, 100 and 150 are mid-epoch.
+    whole = finish(launch(train_args(190, tmp_path / "whole")))
+    out = tmp_path / "killed"
+    proc = launch(train_args(190, out, "--checkpoint-every", "50"), port=29518)
+    state = out / "checkpoints" / whole["run_id"] / "state.pt"
+    deadline = time.time() + 180
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    kill_tree(proc.pid)
+    err = proc.communicate()[1]
+    assert state.exists(), err[-3000:]
+    import torch
+
+    steps = torch.load(state, weights_only=True)["steps"]
+    assert steps in (50, 100, 150), f"killed too late to test a mid-epoch resume (step {steps})"
+    resumed = finish(launch(train_args(190, out, "--checkpoint-every", "50"), port=29519))
+    assert resumed["test_accuracy"] == whole["test_accuracy"] and resumed["val_accuracy"] == whole["val_accuracy"]
+    assert [h["train_accuracy"] for h in resumed["history"]] == [h["train_accuracy"] for h in whole["history"]]
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in whole["history"]],
+                                                                          rel=1e-6)
 
 
 def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):

@@ -32,7 +32,8 @@ def cmd_sweep(args, render_report: bool = False) -> int:
           + (f", shard {args.shard}: {len(sweep.shard(plan.runs, *shard))} of them" if args.shard else ""),
           file=sys.stderr)
     counts = sweep.execute(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
-                           shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels)
+                           shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels,
+                           checkpoint_every=args.checkpoint_every)
     print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
     if render_report:
         from vitlab import report
@@ -126,7 +127,9 @@ def cmd_train(args) -> int:
         results.finish(out, cfg, model, result)
         print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
                           "test_accuracy": result.test_accuracy,
-                          "train_loss": result.train_loss, "train_steps": result.train_steps}))
+                          "train_loss": result.train_loss, "train_steps": result.train_steps,
+                          "history": [{k: h[k] for k in ("epoch", "train_loss", "train_accuracy")}
+                                      for h in result.history]}))
     return 0 if result.status == "ok" else 1
 
 
@@ -185,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run K notebooks at once (one GPU each when there are several)")
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="set a field on every run, e.g. --set steps=3 (runs that become one run once)")
+        p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                       help="checkpoint each run every STEPS steps (default: every 10 minutes); a rerun resumes")
         p.add_argument("--fresh-kernels", action="store_true",
                        help="start a new kernel for every run (default: reuse one, namespace cleared)")
         p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))

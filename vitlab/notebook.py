@@ -1,7 +1,10 @@
 """Executing notebooks with papermill, quietly, as sweeps and reports both do."""
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from pathlib import Path
 
 import papermill as pm
@@ -17,6 +20,14 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Fal
     """Run notebook in a fresh kernel with parameters injected, working in the notebook's folder."""
     pm.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
                         cwd=str(Path(notebook).parent), extra_arguments=KERNEL_ARGUMENTS)
+
+
+def _die_with_parent() -> None:
+    """Run in the kernel process before it starts: SIGKILL it when the thread that started it
+    (a sweep's) dies. ipykernel notices a dead parent only within a second, time enough for
+    a killed sweep's run to write its record while another sweep has taken that run over."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _TrackingKernelManager(KernelManager):
@@ -69,7 +80,8 @@ class Kernel:
         self.close()
         self.km = _TrackingKernelManager(kernel_name="python3")
         self.km.start_kernel(extra_arguments=[*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines=['{PRELOAD}']"],
-                             cwd=str(self.cwd), env={**os.environ, **(self.env or {})})
+                             cwd=str(self.cwd), env={**os.environ, **(self.env or {})},
+                             preexec_fn=_die_with_parent)
 
     def close(self) -> None:
         if self.km is not None and self.km.has_kernel:

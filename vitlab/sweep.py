@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from vitlab import PROJECT_ROOT, data, memory, notebook, results
 from vitlab.claims import Claims
+from vitlab.claims import holder as claims_holder
 from vitlab.config import ConfigError, RunConfig, did_you_mean
 
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
@@ -195,11 +196,14 @@ def shard(runs: tuple[RunConfig, ...], index: int, count: int) -> tuple[RunConfi
 def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = True,
             retry_failed: bool = False, fail_fast: bool = False,
             shard_spec: tuple[int, int] = (0, 1), workers: int = 1,
-            fresh_kernels: bool = False) -> dict[str, int]:
+            fresh_kernels: bool = False, checkpoint_every: int | None = None) -> dict[str, int]:
     """Run every planned config (of this shard) not yet recorded; returns counts by outcome.
 
-    Runs already recorded in results_dir, by this sweep or any other, are skipped, and
-    runs claimed by another live sweep on the same directory are left to it ("busy").
+    Runs already recorded in results_dir, by this sweep or any other, are skipped. A run that
+    another live sweep holds, or whose pre-training run is not recorded yet, is deferred: the
+    sweep trains the rest, then waits for those records, taking over a run whose holder died
+    and training a pre-training run that no live sweep holds (e.g. another shard's, not yet
+    started). A sweep returns once every run of its shard is recorded.
     """
     results_dir = Path(results_dir or plan.default_results_dir()).resolve()
     runs = shard(plan.runs, *shard_spec)
@@ -208,7 +212,7 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
             data.spec(name).check_available()
         except data.DatasetMissing as e:
             raise SweepError(f"{plan.path}: {e}") from None
-    planned = {cfg.run_id for cfg in plan.runs}
+    planned = {cfg.run_id: cfg for cfg in plan.runs}
     for cfg in runs:
         if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
             raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
@@ -221,55 +225,109 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     results.add_tune_axes(results_dir, plan.tune)
-    counts = {"ok": 0, "skipped": 0, "busy": 0, "failed": 0, "diverged": 0}
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
+    started = time.time()
+
+    def wanted(run_id: str) -> bool:
+        record = results.read(results_dir, run_id)
+        # With retry_failed, a run failed before this sweep began is to be run again.
+        return record is None or (retry_failed and record["status"] == "failed"
+                                  and results.record_path(results_dir, run_id).stat().st_mtime < started)
 
     def run_one(cfg: RunConfig) -> tuple[RunConfig, str, dict | None, float]:
-        if not _wanted(results.read(results_dir, cfg.run_id), retry_failed):
+        if not wanted(cfg.run_id):
             claims.clear_stale(cfg.run_id)  # left by a sweep killed between record and release
             return cfg, "skipped", None, 0.0
+        if cfg.pretrained in planned and wanted(cfg.pretrained):
+            return cfg, "deferred", None, 0.0
         if not claims.acquire(cfg.run_id):
-            return cfg, "busy", None, 0.0
-        started = time.perf_counter()
+            return cfg, "deferred", None, 0.0
+        begun = time.perf_counter()
         kernel = kernels.get()
         try:
             # Finished between our first look and the claim, by a sweep that has since let go.
-            if not _wanted(results.read(results_dir, cfg.run_id), retry_failed):
+            if not wanted(cfg.run_id):
                 return cfg, "skipped", None, 0.0
-            return cfg, "ran", _train(plan, cfg, results_dir, notebooks_dir, kernel), time.perf_counter() - started
+            pre = results.read(results_dir, cfg.pretrained) if cfg.pretrained else None
+            if pre is not None and pre["status"] != "ok":
+                record = results.make_record(cfg, status="failed", error=f"pretrained run {cfg.pretrained} "
+                                             f"{pre['status']}: {pre.get('error') or 'no weights'}")
+                results.write(results_dir, record)
+                return cfg, "ran", record, 0.0
+            record = _train(plan, cfg, results_dir, notebooks_dir, kernel, checkpoint_every)
+            return cfg, "ran", record, time.perf_counter() - begun
         finally:
             kernels.put(kernel)
             claims.release(cfg.run_id)
 
     with Claims(results_dir) as claims, contextlib.ExitStack() as stack:
+        # One pool for the whole sweep, as a kernel dies with the thread that started it; the
+        # kernels are closed before the pool's threads end.
+        pool = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None
         for kernel in list(kernels.queue):
             stack.enter_context(kernel)
-        for cfg, outcome, record, seconds in _map(run_one, runs, workers):
-            bar.update()
-            if outcome != "ran":
-                counts[outcome] += 1
-                continue
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-            accuracy = record.get("test_accuracy")
-            bar.write(f"{cfg.run_id} {record['status']:>8} {describe(cfg.to_dict(), RunConfig().to_dict())}"
-                      + (f"  acc={accuracy:.3f}" if accuracy is not None else "") + f"  ({seconds:.1f} s)")
-            if fail_fast and record["status"] == "failed":
-                bar.close()
-                raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
+        pending, said = list(runs), None
+        while pending:
+            deferred = []
+            for cfg, outcome, record, seconds in _map(run_one, pending, pool):
+                if outcome == "deferred":
+                    deferred.append(cfg)
+                    continue
+                bar.update()
+                if outcome != "ran":
+                    counts[outcome] += 1
+                    continue
+                counts[record["status"]] = counts.get(record["status"], 0) + 1
+                accuracy = record.get("test_accuracy")
+                bar.write(f"{cfg.run_id} {record['status']:>8} {describe(cfg.to_dict(), RunConfig().to_dict())}"
+                          + (f"  acc={accuracy:.3f}" if accuracy is not None else "") + f"  ({seconds:.1f} s)")
+                if fail_fast and record["status"] == "failed":
+                    bar.close()
+                    raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
+            pending = _next_pass(deferred, planned, results_dir, wanted, bar)
+            if pending and len(deferred) == len(pending) and set(deferred) == set(pending):
+                waiting = _waiting_line(pending, results_dir)
+                if waiting != said:
+                    bar.write(waiting)
+                    said = waiting
+                time.sleep(POLL_S)  # nothing could start: wait for other sweeps' records
     bar.close()
     return counts
 
 
-def _wanted(record: dict | None, retry_failed: bool) -> bool:
-    return record is None or (retry_failed and record["status"] == "failed")
+POLL_S = 2.0
 
 
-def _train(plan: Plan, cfg: RunConfig, results_dir: Path, notebooks_dir: Path, kernel: notebook.Kernel) -> dict:
+def _next_pass(deferred: list[RunConfig], planned: dict[str, RunConfig], results_dir: Path, wanted, bar
+               ) -> list[RunConfig]:
+    """The deferred runs again, each preceded by its pre-training run where nobody has that
+    in hand (not recorded, no live claim, not deferred here): this sweep trains it itself."""
+    out: list[RunConfig] = []
+    for cfg in deferred:
+        pre = planned.get(cfg.pretrained)
+        if (pre is not None and pre not in deferred and pre not in out and wanted(pre.run_id)
+                and claims_holder(results_dir, pre.run_id) is None):
+            out.append(pre)
+            bar.total += 1
+        out.append(cfg)
+    return out
+
+
+def _waiting_line(pending: list[RunConfig], results_dir: Path) -> str:
+    holders = sorted({f"{h['host']}:{h['pid']}" for h in (claims_holder(results_dir, c.run_id) for c in pending) if h})
+    return (f"waiting for {len(pending)} run(s): held by {', '.join(holders) or 'nobody'}"
+            f" or waiting for their pre-training run")
+
+
+def _train(plan: Plan, cfg: RunConfig, results_dir: Path, notebooks_dir: Path, kernel: notebook.Kernel,
+           checkpoint_every: int | None = None) -> dict:
     """One papermill execution of the plan's notebook; its record, or a failed record on error."""
     try:
         kernel.execute(plan.notebook, notebooks_dir / f"{cfg.run_id}.ipynb",
-                       {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False})
+                       {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False,
+                        "checkpoint_every": checkpoint_every})
         record = results.read(results_dir, cfg.run_id)
         if record is None:
             raise RuntimeError("the notebook finished without writing a record")
@@ -280,20 +338,19 @@ def _train(plan: Plan, cfg: RunConfig, results_dir: Path, notebooks_dir: Path, k
         return record
 
 
-def _map(fn, items, workers: int):
-    """fn over items, yielding results as they finish; in this thread when workers == 1
-    so that Ctrl-C stops the run in progress at once."""
-    if workers == 1:
+def _map(fn, items, pool: ThreadPoolExecutor | None):
+    """fn over items, yielding results as they finish; in this thread without a pool so that
+    Ctrl-C stops the run in progress at once."""
+    if pool is None:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(workers) as pool:  # each run is its own kernel process
-        futures = [pool.submit(fn, item) for item in items]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    futures = [pool.submit(fn, item) for item in items]  # each run is its own kernel process
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def _kernels(plan: Plan, workers: int, fresh: bool) -> queue.Queue:

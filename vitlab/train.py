@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import nn
 from tqdm.auto import tqdm
@@ -187,23 +188,28 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, total_steps: int):
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_MINUTES = 10.0
+CLOCK_STEPS = 10
 
 
 def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, precision, steps, history, sums) -> None:
     """The run's whole state as tensors and plain values, so that it loads with weights_only=True.
 
+    Every process calls this at the same step. The epoch's running sums are summed over
+    processes first; process 0 writes, to a temp file of its own (two claimants of one run,
+    a sweep taken over while it still ran, never write one file) renamed into place.
     Written by hand rather than with accelerator.save_state(), which pickles RNG states and
     custom objects that it then loads with weights_only=False.
     """
+    if sums is not None:
+        sums = [accelerator.reduce(t, "sum").detach().cpu() for t in sums]
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = {"steps": steps, "history": history,
                  "model": accelerator.unwrap_model(model).state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": precision.scaler.state_dict() if precision.scaler else None,
-                 "sums": [t.detach().cpu() for t in sums] if sums is not None else None}
+                 "scaler": precision.scaler.state_dict() if precision.scaler else None, "sums": sums}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{platform.node()}.{os.getpid()}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
     accelerator.wait_for_everyone()
@@ -217,9 +223,16 @@ def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, preci
     if precision.scaler and state["scaler"]:
         precision.scaler.load_state_dict(state["scaler"])
     sums = state["sums"]
-    if sums is not None:
-        sums = tuple(t.to(accelerator.device) for t in sums)
+    if sums is not None:  # summed over processes when saved: process 0 carries them on, the rest start at 0
+        sums = tuple((t if accelerator.is_main_process else torch.zeros_like(t)).to(accelerator.device) for t in sums)
     return state["steps"], state["history"], sums
+
+
+def _agreed(accelerator, flag: bool) -> bool:
+    """Process 0's flag on every process, so that all take a collective step together."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(broadcast(torch.tensor([int(flag)], device=accelerator.device), from_process=0).item())
 
 
 class MixedPrecision:
@@ -350,14 +363,16 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             correct += (logits.argmax(1) == yb).sum()
             steps += 1
             bar.update()
-            due = (steps % checkpoint_every == 0) if checkpoint_every else \
-                time.perf_counter() - last_save > 60 * checkpoint_minutes
-            if checkpoint is not None and due and steps < total_steps:
+            # By step count, or by process 0's clock every CLOCK_STEPS steps (one broadcast, not one per step).
+            due = checkpoint is not None and steps < total_steps and (
+                steps % checkpoint_every == 0 if checkpoint_every else
+                steps % CLOCK_STEPS == 0 and _agreed(accelerator, time.perf_counter() - last_save > 60 * checkpoint_minutes))
+            if due:
                 _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history,
                                  (loss_sum, correct))
                 last_save = time.perf_counter()
-        loss_sum, correct = accelerator.reduce(loss_sum, "mean"), accelerator.reduce(correct, "sum")
-        epoch_loss = loss_sum.item() / epoch_steps
+        loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
+        epoch_loss = loss_sum.item() / (epoch_steps * world)
         elapsed = time.perf_counter() - train_started
         history.append({"epoch": epoch + 1, "train_loss": epoch_loss,
                         "train_accuracy": correct.item() / (epoch_steps * batch_size),
