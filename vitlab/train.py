@@ -46,6 +46,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
     transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
+    resumed_from_step: int = 0  # the checkpoint's step a resumed run went on from (0: from the start)
 
 
 def schedule(total_steps: int, warmup_steps: int, decay: str = "cosine"):
@@ -339,7 +340,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     bar = tqdm(total=total_steps, initial=steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
                disable=not progress or not accelerator.is_local_main_process)
     train_started = last_save = time.perf_counter()
-    images_before = steps * batch_size
+    resumed_from, images_before = steps, steps * batch_size
     # A run resumed from its final checkpoint has no epochs left.
     for epoch in range(steps // steps_per_epoch, math.ceil(total_steps / steps_per_epoch) if steps < total_steps else 0):
         # Per-epoch sums stay on the device: one host sync per epoch, not per step.
@@ -404,4 +405,5 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         wall_time_s=time.perf_counter() - started,
         images_per_s=trained_here / train_time if train_time > 0 else 0.0,
         device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB, history=history, transfer=transfer,
+        resumed_from_step=resumed_from,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)

@@ -1,0 +1,174 @@
+"""scripts/slurm_array.sh on a real SLURM: a one-node cluster (munged, slurmctld, slurmd) started
+on this machine on free ports, talking over loopback (slurmd binds 127.0.0.1; Slurm 22.05's
+slurmctld has no bind address and listens on its port on every interface while the tests run)."""
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_sweep_runs import recorded, trained
+from vitlab import PROJECT_ROOT, results, sweep
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which("slurmctld") or not shutil.which("munged"),
+                                 reason="SLURM is not installed (.ci/run installs Debian's slurm-wlm and munge)")]
+
+SLURM_CONF = """\
+ClusterName=vitlabtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+AuthType=auth/munge
+AuthInfo=socket={d}/munge.socket
+CredType=cred/munge
+SlurmUser={user}
+SlurmdUser={user}
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+SchedulerParameters=sched_interval=1
+CommunicationParameters=NoInAddrAny
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
+
+    def run(self, *command: str, check: bool = True) -> str:
+        done = subprocess.run(list(command), env=self.env, capture_output=True, text=True, timeout=60)
+        assert not check or done.returncode == 0, f"{' '.join(command)}: {done.stderr}"
+        return done.stdout
+
+    def submit(self, array: str, params: Path, out: Path, *options: str) -> str:
+        """The job id of scripts/slurm_array.sh submitted as an array on one CPU per task."""
+        return self.run("sbatch", "--parsable", f"--array={array}", "--cpus-per-task=1",
+                        f"--output={self.root}/job-%A_%a.out", str(PROJECT_ROOT / "scripts" / "slurm_array.sh"),
+                        str(params), str(out), *options).strip().split(";")[0]
+
+    def wait(self, job: str, timeout: float = 600) -> None:
+        deadline = time.time() + timeout
+        while self.run("squeue", "--noheader", f"--jobs={job}", check=False).strip():
+            assert time.time() < deadline, f"job {job} still queued or running after {timeout} s"
+            time.sleep(1)
+
+    def log(self, job: str) -> str:
+        return "".join(p.read_text() for p in sorted(self.root.glob(f"job-{job}_*.out")))
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A one-node SLURM cluster for this module's tests; its daemons are stopped afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster's slurmd launches jobs as root")
+    d = tmp_path_factory.mktemp("slurm")
+    (d / "state").mkdir()
+    (d / "spool").mkdir()
+    key = d / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o600)
+    host = platform.node()
+    (d / "slurm.conf").write_text(SLURM_CONF.format(
+        host=host, d=d, user="root", cpus=os.cpu_count(), ctld_port=_free_port(), slurmd_port=_free_port()))
+    started, cluster = [], Cluster(d)
+    try:
+        for command in (["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={d}/munge.socket",
+                         f"--pid-file={d}/munged.pid", f"--log-file={d}/munged.log", f"--seed-file={d}/munged.seed"],
+                        ["slurmctld", "-D", "-i"], ["slurmd", "-D"]):
+            started.append(subprocess.Popen(command, env=cluster.env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            time.sleep(0.5)
+        deadline = time.time() + 60
+        while "idle" not in cluster.run("sinfo", "--noheader", "--format=%T", check=False):
+            if time.time() > deadline:
+                logs = "".join((d / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log") if (d / f).exists())
+                pytest.fail(f"the test cluster did not come up:\n{logs}")
+            time.sleep(0.5)
+        yield cluster
+    finally:
+        cluster.run("scancel", "--user=root", check=False)
+        for proc in reversed(started):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+PARAMS = """
+name: slurm
+base: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 4, train_size: 512,
+       steps: 40, batch_size: 64}
+grid: {seed: [0, 1, 2, 3]}
+"""
+
+
+def test_slurm_array_records_every_run_once(slurm, tmp_path):
+    params, out = tmp_path / "slurm.yaml", tmp_path / "res"
+    params.write_text(PARAMS)
+    job = slurm.submit("0-1", params, out)
+    slurm.wait(job)
+    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    got = recorded(out)
+    assert set(got) == planned and all(r["status"] == "ok" for r in got.values()), slurm.log(job)
+    assert trained(slurm.log(job)) == planned and slurm.log(job).count(" ok ") == len(planned)  # each once
+    assert {r["host"] for r in got.values()} == {platform.node()}
+
+
+LONG = """
+name: long
+base: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 4, train_size: 512,
+       steps: 1000, batch_size: 64, augment: false}
+"""
+
+
+def test_slurm_task_cancelled_mid_run_resumes_when_submitted_again(slurm, tmp_path):
+    params, out = tmp_path / "long.yaml", tmp_path / "res"
+    params.write_text(LONG)
+    (run,) = sweep.load_plan(params).runs
+    state = results.checkpoint_dir(out, run.run_id) / "state.pt"
+    job = slurm.submit("0", params, out, "--checkpoint-every", "50")
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), slurm.log(job)
+    slurm.run("scancel", job)
+    slurm.wait(job)
+    import torch
+
+    cancelled_at = torch.load(state, weights_only=True)["steps"]
+    assert 0 < cancelled_at < 1000 and not recorded(out)
+    again = slurm.submit("0", params, out, "--checkpoint-every", "50")
+    slurm.wait(again)
+    record = recorded(out).get(run.run_id)
+    assert record is not None and record["status"] == "ok", slurm.log(again)
+    assert record["train_steps"] == 1000 and record["resumed_from_step"] >= cancelled_at
+    assert not state.exists() and list(results.runs_dir(out).glob("*.lock")) == []
+    print(json.dumps({"cancelled_at": cancelled_at, "resumed_from": record["resumed_from_step"]}), file=sys.stderr)
