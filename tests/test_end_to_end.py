@@ -152,6 +152,14 @@ def test_report_opens_in_chromium_with_every_figure_and_no_network(swept):
         captions = page.eval_on_selector_all("figcaption", "els => els.map(e => e.textContent)")
         claims = page.eval_on_selector_all("table", "els => els.map(e => e.textContent)")
         title = page.title()
+        page.set_viewport_size({"width": 1280, "height": 900})
+        contents = page.eval_on_selector_all("nav.vitlab-contents a", """els => els.map(
+            a => [a.textContent, document.getElementById(decodeURIComponent(a.hash.slice(1))) !== null])""")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        # The widest table (every run's fields): wider than the page, so its own box scrolls.
+        box = page.evaluate("""() => { const t = [...document.querySelectorAll('table')].sort(
+            (a, b) => b.scrollWidth - a.scrollWidth)[0]; const o = t.closest('.jp-OutputArea-output');
+            return [t.scrollWidth, o.clientWidth, o.scrollWidth, getComputedStyle(o).overflowX]; }""")
         browser.close()
     assert title == "vitlab report"
     assert len(images) >= 5 and all(done and width > 100 for done, width, _ in images)
@@ -159,3 +167,10 @@ def test_report_opens_in_chromium_with_every_figure_and_no_network(swept):
     assert len(captions) == len(images) and all("paper" in c for c in captions)
     assert any("ResNets beat ViTs on the smallest training sets" in t and "not enough runs" in t for t in claims)
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    sections = [text for text, _ in contents]
+    assert len(sections) >= 10 and all(found for _, found in contents)  # every link lands on its section
+    assert sections[0] == "What this report covers" and "All runs" in sections
+    covers = next(t for t in claims if "params files" in t)
+    assert "tiny.yaml" in covers and "vitlab 0." in covers and "timm" in covers and "cpu" in covers and "ok" in covers
+    table_width, box_width, box_scroll, overflow = box
+    assert table_width > 1280 and overflow == "auto" and box_scroll > box_width and page_width <= 1280

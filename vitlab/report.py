@@ -1,16 +1,57 @@
 """Render the report notebook on a results directory to one self-contained HTML file."""
 from __future__ import annotations
 
+import datetime
+import html as html_text
+import platform
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
 
-from vitlab import PROJECT_ROOT, notebook
+from vitlab import PROJECT_ROOT, __version__, notebook, results
 
 REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"(?:https?:)?//[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
+SECTION = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.DOTALL)
+# Wide tables (every run's fields) scroll inside their own box instead of widening the page.
+STYLE = """<style>
+.jp-OutputArea-output { overflow-x: auto; max-width: 100%; }
+nav.vitlab-contents { margin: 1em 0 2em; } nav.vitlab-contents ol { columns: 2; }
+</style>"""
+LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
+
+
+def coverage(results_dir: str | Path, records) -> str:
+    """What a report covers, as Markdown: its params files, runs, versions, devices and date."""
+    params = results.kept_params(results_dir)
+    days = sorted({d[:10] for d in records["finished_at"].dropna()}) if len(records) else []
+    status = records["status"].value_counts() if len(records) else {}
+    runs = ", ".join(f"{n} {k}" for k, n in status.items()) or "none"
+    devices = ", ".join(sorted(records["device"].dropna().unique())) if len(records) else "none"
+    libraries = ", ".join(f"{name} {version(name)}" for name in LIBRARIES)
+    rows = [("results", f"`{Path(results_dir)}`"),
+            ("params files", ", ".join(f"`{p}`" for p in params) or "none kept here (a sweep keeps a copy in params/)"),
+            ("runs", f"{len(records)} ({runs})" + (f", finished {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
+                                                    if days else "")),
+            ("devices", devices), ("software", f"vitlab {__version__}, Python {platform.python_version()}, {libraries}"),
+            ("rendered", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))]
+    return "\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)])
+
+
+def _contents(html: str) -> str:
+    """A list of links to the report's sections, put before the first. Written here: nbconvert's
+    templates have no table of contents (the toc2 extension is for the classic notebook)."""
+    sections = SECTION.findall(html)
+    if not sections:
+        return html
+    items = "".join(f'<li><a href="#{anchor}">{html_text.escape(re.sub("<[^>]+>", "", title).strip())}</a></li>'
+                    for anchor, title in sections)
+    nav = f'<nav class="vitlab-contents"><h2>Contents</h2><ol>{items}</ol></nav>'
+    first = SECTION.search(html).start()
+    return html[:first] + nav + html[first:]
 
 
 def render(results_dir: str | Path, show_code: bool = False, progress: bool = False) -> Path:
@@ -29,6 +70,7 @@ def render(results_dir: str | Path, show_code: bool = False, progress: bool = Fa
     # The template loads require.js from a CDN for widgets, which the report has none of;
     # dropping external scripts keeps the page readable offline with no network request.
     html = EXTERNAL_SCRIPT.sub("", html)
+    html = _contents(html).replace("</head>", STYLE + "</head>", 1)
     out = results_dir / "report.html"
     out.write_text(html, encoding="utf-8")
     return out

@@ -200,6 +200,23 @@ def add_tune_axes(results_dir: str | Path, axes) -> None:
         os.replace(tmp, path)
 
 
+PARAMS_DIR = "params"
+
+
+def keep_params(results_dir: str | Path, params: str | Path) -> None:
+    """A copy of a sweep's params file beside its records, for the report to name what it covers."""
+    params, folder = Path(params), Path(results_dir) / PARAMS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{params.name}.{os.getpid()}.tmp"
+    shutil.copyfile(params, tmp)
+    os.replace(tmp, folder / params.name)
+
+
+def kept_params(results_dir: str | Path) -> list[str]:
+    folder = Path(results_dir) / PARAMS_DIR
+    return sorted(p.name for p in folder.glob("*.y*ml")) if folder.is_dir() else []
+
+
 def read(results_dir: str | Path, run_id: str) -> dict | None:
     path = record_path(results_dir, run_id)
     return json.loads(path.read_text()) if path.exists() else None

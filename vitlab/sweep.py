@@ -225,6 +225,7 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
     notebooks_dir.mkdir(parents=True, exist_ok=True)
     results.add_tune_axes(results_dir, plan.tune)
+    results.keep_params(results_dir, plan.path)
     counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
