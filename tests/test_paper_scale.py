@@ -64,8 +64,9 @@ def cifar10_dir(tmp_path_factory):
 
 
 # At 112 px (49 patches), with batches that give activations of 1-2 GB beside the 0.8-1 GB process.
-@pytest.mark.parametrize("model", [["preset=vit-ti/16", "batch_size=256"], ["preset=vit-s/16", "batch_size=128"],
-                                   ["preset=vit-b/16", "batch_size=64"]], ids=lambda m: m[0].split("=")[1])
+# ViT-B/16 at batch 64 passes too (3.83 estimated, 3.36 GiB measured) but costs 95 s of CI.
+@pytest.mark.parametrize("model", [["preset=vit-ti/16", "batch_size=256"], ["preset=vit-s/16", "batch_size=128"]],
+                         ids=lambda m: m[0].split("=")[1])
 def test_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, cifar10_dir, model):
     settings = ["dataset=cifar10", "image_size=112", "steps=1", "train_size=8000"] + model
     measured, _ = peak_rss(tmp_path, cifar10_dir, settings)

@@ -145,7 +145,7 @@ def test_slurm_array_records_every_run_once(slurm, tmp_path):
 LONG = """
 name: long
 base: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 4, train_size: 512,
-       steps: 1000, batch_size: 64, augment: false}
+       steps: 600, batch_size: 64, augment: false}
 """
 
 
@@ -164,11 +164,11 @@ def test_slurm_task_cancelled_mid_run_resumes_when_submitted_again(slurm, tmp_pa
     import torch
 
     cancelled_at = torch.load(state, weights_only=True)["steps"]
-    assert 0 < cancelled_at < 1000 and not recorded(out)
+    assert 0 < cancelled_at < 600 and not recorded(out)
     again = slurm.submit("0", params, out, "--checkpoint-every", "50")
     slurm.wait(again)
     record = recorded(out).get(run.run_id)
     assert record is not None and record["status"] == "ok", slurm.log(again)
-    assert record["train_steps"] == 1000 and record["resumed_from_step"] >= cancelled_at
+    assert record["train_steps"] == 600 and record["resumed_from_step"] >= cancelled_at
     assert not state.exists() and list(results.runs_dir(out).glob("*.lock")) == []
     print(json.dumps({"cancelled_at": cancelled_at, "resumed_from": record["resumed_from_step"]}), file=sys.stderr)
