@@ -5,7 +5,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.request
 import nbformat
 import pytest
 
+from tests.test_slurm import free_port
 from vitlab import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow,
@@ -45,9 +45,7 @@ def lab(tmp_path_factory):
     settings.mkdir(parents=True)
     # Every cell in the page, so that each one's prompt and outputs can be read.
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     token = secrets.token_hex(16)
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
@@ -79,16 +77,26 @@ def lab(tmp_path_factory):
 def run_all(lab, name: str, timeout: float = 400):
     """Open a notebook, run all its cells from the Run menu, wait for them, save it; return the page
     (open) and the saved notebook. A screenshot is kept beside the notebook when anything fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
     shot = lab["root"] / f"{name}-failure.png"
     try:
-        page.goto(f"{lab['url']}/lab/tree/{name}.ipynb?token={lab['token']}")
+        # A workspace of its own, reset: only this notebook open, so the menu acts on it.
+        page.goto(f"{lab['url']}/lab/workspaces/{name}/tree/{name}.ipynb?token={lab['token']}&reset")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_function("() => document.querySelector('.jp-Notebook-ExecutionIndicator') !== null "
-                               "&& !document.title.startsWith('Loading')", timeout=60_000)
-        time.sleep(2)  # the kernel connects
-        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        # The notebook's kernel started and idle, as the status bar shows it, before anything runs.
+        page.wait_for_function("() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent || '')",
+                               timeout=120_000, polling=250)
+        for _ in range(3):  # a click the page takes before its menus are wired does nothing: click again
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+            try:
+                page.wait_for_function("""() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                    .some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))""", timeout=20_000, polling=250)
+                break
+            except PlaywrightTimeout:
+                continue
         # Done when every code cell shows an execution count and none is queued or running.
         page.wait_for_function("""() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
             .map(e => e.textContent.trim()); return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t)); }""",

@@ -51,7 +51,8 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -96,7 +97,7 @@ def slurm(tmp_path_factory):
     key.chmod(0o600)
     host = platform.node()
     (d / "slurm.conf").write_text(SLURM_CONF.format(
-        host=host, d=d, user="root", cpus=os.cpu_count(), ctld_port=_free_port(), slurmd_port=_free_port()))
+        host=host, d=d, user="root", cpus=os.cpu_count(), ctld_port=free_port(), slurmd_port=free_port()))
     started, cluster = [], Cluster(d)
     try:
         for command in (["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={d}/munge.socket",
