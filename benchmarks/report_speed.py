@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitlab import PROJECT_ROOT, data, report, results, sweep, train
+from vitlab import PROJECT_ROOT, datasets, report, results, sweep, train
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.models import build_model
@@ -41,7 +41,7 @@ def fill(out: Path, n_runs: int) -> None:
         key = json.dumps(cfg.arch(), sort_keys=True)
         model = build_model(cfg)
         if key not in measured:
-            channels = data.spec(cfg.dataset).channels
+            channels = datasets.spec(cfg.dataset).channels
             measured[key] = (n_params(model), forward_flops(model, (channels, cfg.input_size, cfg.input_size)))
         params, flops = measured[key]
         batch, _, steps = train.budget(cfg)

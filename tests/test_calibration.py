@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitlab import data, scaling, verdicts
+from vitlab import datasets, scaling, verdicts
 from vitlab.sweep import load_plan
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def structure(params: str, seeds=(0, 1)):
 
 
 def simulate(configs, truth, rng, flops=lambda c: 1e12) -> pd.DataFrame:
-    spec = data.spec(configs[0].dataset)
+    spec = datasets.spec(configs[0].dataset)
     rows = []
     for cfg in configs:
         q = float(np.clip(truth(cfg) + rng.normal(0, SEED_SD), 0.01, 0.99))

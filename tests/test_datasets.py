@@ -11,7 +11,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from vitlab import data
+from vitlab import datasets
 from vitlab.config import ConfigError, RunConfig
 
 RNG = np.random.default_rng(0)
@@ -22,9 +22,9 @@ def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("VITLAB_DATA", str(tmp_path))
     for module in ("cifar", "svhn", "flowers102"):
         monkeypatch.setattr(f"torchvision.datasets.{module}.check_integrity", lambda *a, **k: True)
-    data.load.cache_clear()
+    datasets.load_splits.cache_clear()
     yield tmp_path
-    data.load.cache_clear()
+    datasets.load_splits.cache_clear()
 
 
 def pickled(path, obj):
@@ -36,11 +36,11 @@ def pickled(path, obj):
 
 def check(name, n_pool, n_test, shape, classes):
     """The pool of n_pool images is split into training and validation images; n_test test images."""
-    split = data.load(name)
-    n_val = data.spec(name).val_count(n_pool)
+    split = datasets.load_splits(name)
+    n_val = datasets.spec(name).val_count(n_pool)
     assert split.train_images.shape == (n_pool - n_val, *shape) and split.val_images.shape == (n_val, *shape)
     assert split.test_images.shape == (n_test, *shape)
-    assert split.train_images.dtype == split.test_images.dtype == data.torch.uint8
+    assert split.train_images.dtype == split.test_images.dtype == torch.uint8
     assert set(split.train_labels.tolist()) <= set(range(classes)) and 0 < split.std
     return split
 
@@ -101,11 +101,11 @@ def test_oxford_pets_folders(data_dir):
             jpeg(root / "images" / f"{row.split()[0]}.jpg", (30, 40))
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
-    split = check("pets", 3, 1, (3, data.PHOTO_SIZE, data.PHOTO_SIZE), 37)
+    split = check("pets", 3, 1, (3, datasets.PHOTO_SIZE, datasets.PHOTO_SIZE), 37)
     assert sorted(pool_labels(split)) == [0, 1, 1]
-    assert (data_dir / "pets" / f"vitlab-{data.PHOTO_SIZE}px.pt").is_file()  # decoded once, then cached
-    data.load.cache_clear()
-    assert data.load("pets").train_images.equal(split.train_images)
+    assert (data_dir / "pets" / f"vitlab-{datasets.PHOTO_SIZE}px.pt").is_file()  # decoded once, then cached
+    datasets.load_splits.cache_clear()
+    assert datasets.load_splits("pets").train_images.equal(split.train_images)
 
 
 def test_flowers102_mat_files(data_dir):
@@ -115,7 +115,7 @@ def test_flowers102_mat_files(data_dir):
     scipy.io.savemat(root / "imagelabels.mat", {"labels": np.array([[1, 2, 3, 4, 1, 2, 102]])})
     scipy.io.savemat(root / "setid.mat", {"trnid": np.array([[1, 2]]), "valid": np.array([[3, 4]]),
                                           "tstid": np.array([[5, 6, 7]])})
-    split = check("flowers102", 4, 3, (3, data.PHOTO_SIZE, data.PHOTO_SIZE), 102)
+    split = check("flowers102", 4, 3, (3, datasets.PHOTO_SIZE, datasets.PHOTO_SIZE), 102)
     assert sorted(pool_labels(split)) == [0, 1, 2, 3] and split.test_labels.tolist() == [0, 1, 101]
 
 
@@ -126,7 +126,7 @@ def test_image_folder_tree(tmp_path):
             for i in range(n):
                 Image.fromarray(RNG.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(tmp_path / part / cls / f"{i}.png")
     name = f"folder:{tmp_path}"
-    spec = data.spec(name)
+    spec = datasets.spec(name)
     assert (spec.image_size, spec.channels, spec.num_classes, spec.train_pool, spec.test_size) == (16, 1, 2, 6, 2)
     split = check(name, 6, 2, (1, 16, 16), 2)
     assert sorted(pool_labels(split)) == [0, 0, 0, 1, 1, 1]
@@ -142,23 +142,23 @@ def test_image_folder_tree(tmp_path):
 
 
 def test_hugging_face_saved_dataset(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    hf = pytest.importorskip("datasets")
     parts = {}
     for part, n in (("train", 4), ("test", 2)):
         images = [Image.fromarray(RNG.integers(0, 256, (12, 12, 3), dtype=np.uint8)) for _ in range(n)]
-        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
-        parts[part] = datasets.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(n)]}, features=features)
-    datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "ds"))
+        features = hf.Features({"image": hf.Image(), "label": hf.ClassLabel(names=["a", "b", "c"])})
+        parts[part] = hf.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(n)]}, features=features)
+    hf.DatasetDict(parts).save_to_disk(str(tmp_path / "ds"))
     name = f"hf:{tmp_path / 'ds'}"
-    assert data.spec(name).num_classes == 3
+    assert datasets.spec(name).num_classes == 3
     split = check(name, 4, 2, (3, 12, 12), 3)
     assert sorted(pool_labels(split)) == [0, 0, 1, 2]
 
 
 def test_missing_datasets_fail_before_training_in_one_line(data_dir, tmp_path):
-    with pytest.raises(data.DatasetMissing, match=r"dataset cifar10: .*cifar-10-batches-py not found; download it "
+    with pytest.raises(datasets.DatasetMissing, match=r"dataset cifar10: .*cifar-10-batches-py not found; download it "
                                                   r"with torchvision.datasets.CIFAR10\(root="):
-        data.load("cifar10")
+        datasets.load_splits("cifar10")
     with pytest.raises(ConfigError, match="dataset: needs .*/nowhere/train/<class>/"):
         RunConfig.from_dict({"dataset": f"folder:{tmp_path / 'nowhere'}"})
     with pytest.raises(ConfigError, match="'imagenet21k' is not one of mnist5k, digits, cifar10.*folder:PATH, hf:PATH"):
@@ -180,12 +180,12 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
     cfg = RunConfig.from_dict(fields)
     cfg_name = cfg.dataset
     held = train.fit(cfg, build_model(cfg), progress=False)
-    assert data.spec(cfg.dataset).streams is None  # small: held in memory
+    assert datasets.spec(cfg.dataset).streams is None  # small: held in memory
 
     monkeypatch.setenv("VITLAB_IN_MEMORY_GB", "0")
     streamed_name = f"folder:{tmp_path}/"  # another name, so the spec is read again under the new limit
     cfg = RunConfig.from_dict({**fields, "dataset": streamed_name})
-    assert data.spec(streamed_name).streams is not None
+    assert datasets.spec(streamed_name).streams is not None
     streamed = train.fit(cfg, build_model(cfg), progress=False)
     assert streamed.train_steps == 9 and streamed.images_seen == held.images_seen
     assert (streamed.train_loss, streamed.val_accuracy, streamed.test_accuracy) == \
@@ -207,16 +207,16 @@ def test_random_cifar_in_the_published_layout_loads_without_its_checksums(tmp_pa
 
     monkeypatch.setenv("VITLAB_DATA", str(tmp_path))
     random_data.main([str(tmp_path), "--train", "250", "--test", "50"])
-    data.load.cache_clear()
+    datasets.load_splits.cache_clear()
     try:
-        with pytest.raises(data.DatasetCorrupt, match="corrupted"):  # torchvision's md5 check, on by default
-            data.load("cifar10")
+        with pytest.raises(datasets.DatasetCorrupt, match="corrupted"):  # torchvision's md5 check, on by default
+            datasets.load_splits("cifar10")
         monkeypatch.setenv("VITLAB_NO_CHECKSUM", "1")
         split = check("cifar10", 250, 50, (3, 32, 32), 10)
         assert sorted(set(pool_labels(split))) == list(range(10))
         check("cifar100", 250, 50, (3, 32, 32), 100)
     finally:
-        data.load.cache_clear()
+        datasets.load_splits.cache_clear()
 
 
 @pytest.mark.parametrize("checksums", [True, False])
@@ -229,12 +229,12 @@ def test_a_corrupt_dataset_is_one_line_naming_its_files_and_how_to_fetch_them(tm
     folder = random_data.write_cifar(tmp_path, "cifar10", 250, 50)
     batch = folder / "cifar-10-batches-py" / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:1000])  # a download cut short
-    data.load.cache_clear()
+    datasets.load_splits.cache_clear()
     try:
-        with pytest.raises(data.DatasetCorrupt) as e:
-            data.load("cifar10")
+        with pytest.raises(datasets.DatasetCorrupt) as e:
+            datasets.load_splits("cifar10")
     finally:
-        data.load.cache_clear()
+        datasets.load_splits.cache_clear()
     message = str(e.value)
     assert "\n" not in message and str(folder) in message and "delete them and download it with " \
         "torchvision.datasets.CIFAR10(root=" in message

@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeClassifier
 
-from vitlab import data, evaluate, train
+from vitlab import data, datasets, evaluate, train
 from vitlab.config import RunConfig
 from vitlab.models import build_model
 
@@ -38,7 +38,7 @@ def test_fewshot_linear_matches_ridge_classifier_on_random_features(l2_reg, n_pe
 def test_fewshot_linear_matches_ridge_classifier_on_real_features():
     cfg = RunConfig(dataset="digits", depth=1, width=32, heads=2, mlp_dim=64, patch_size=4, steps=0)
     model = build_model(cfg)
-    split = data.load("digits")
+    split = datasets.load_splits("digits")
     f_train = evaluate.features(model, data.normalise(split.train_images, split)).numpy()
     f_test = evaluate.features(model, data.normalise(split.test_images, split)).numpy()
     y_train, y_test = split.train_labels.numpy(), split.test_labels.numpy()
@@ -60,7 +60,7 @@ def test_features_go_through_the_pre_logits_layer():
 
 def test_a_trained_run_records_fewshot_and_linear_probe_on_its_transfer_dataset(tiny_cfg):
     result = train.fit(tiny_cfg, build_model(tiny_cfg), progress=False)
-    assert data.spec(tiny_cfg.dataset).transfer == "digits"
+    assert datasets.spec(tiny_cfg.dataset).transfer == "digits"
     assert set(result.transfer) == {"fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe", "notes"}
     assert all(0 <= result.transfer[k] <= 1 for k in result.transfer if k != "notes")
     assert result.transfer["notes"] is None
@@ -80,12 +80,12 @@ def test_shot_sets_are_nested_seeded_and_skip_counts_a_class_cannot_fill():
 def test_a_shot_count_above_the_smallest_class_is_noted_and_the_run_still_succeeds(tiny_cfg, monkeypatch):
     """Found by reading: a 25-shot draw on a class with fewer images raised after training, so
     the run was recorded failed (flowers102 has 20 training images per class)."""
-    split = data.load("digits")
+    split = datasets.load_splits("digits")
     keep = np.concatenate([np.flatnonzero(split.train_labels.numpy() == c)[:20] for c in range(10)])
-    small = data.Split(split.train_images[keep], split.train_labels[keep], split.val_images, split.val_labels,
-                       split.test_images, split.test_labels, split.mean, split.std)
-    real_load = data.load
-    monkeypatch.setattr(data, "load", lambda name: small if name == "digits" else real_load(name))
+    small = datasets.Split(split.train_images[keep], split.train_labels[keep], split.val_images, split.val_labels,
+                           split.test_images, split.test_labels, split.mean, split.std)
+    real_load = datasets.load_splits
+    monkeypatch.setattr(datasets, "load_splits", lambda name: small if name == "digits" else real_load(name))
     result = train.fit(tiny_cfg, build_model(tiny_cfg), progress=False)
     assert result.status == "ok" and result.transfer["fewshot_25"] is None
     assert result.transfer["fewshot_10"] is not None

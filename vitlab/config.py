@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, fields
 
-from vitlab import data
+from vitlab import datasets
 from vitlab.models import HYBRID_STRIDE, POS_EMBEDS, STEMS, resnet_depth_error
 from vitlab.presets import PRESETS
 
@@ -96,7 +96,7 @@ class RunConfig:
 
     @property
     def input_size(self) -> int:
-        return self.image_size or data.spec(self.dataset).image_size
+        return self.image_size or datasets.spec(self.dataset).image_size
 
     def arch(self) -> dict:
         """The architecture fields that models.create takes."""
@@ -105,10 +105,10 @@ class RunConfig:
     def validate(self) -> None:
         _choice("model", self.model, MODELS)
         try:
-            data.spec(self.dataset)
+            datasets.spec(self.dataset)
         except KeyError:
-            raise ConfigError("dataset", f"{self.dataset!r} is not one of {', '.join(data.names())}") from None
-        except data.DatasetMissing as e:
+            raise ConfigError("dataset", f"{self.dataset!r} is not one of {', '.join(datasets.names())}") from None
+        except datasets.DatasetMissing as e:
             raise ConfigError("dataset", str(e).removeprefix(f"dataset {self.dataset}: ")) from None
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("decay", self.decay, DECAYS)
@@ -116,7 +116,7 @@ class RunConfig:
         for name in ("depth", "width", "epochs", "batch_size", "train_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
-        spec = data.spec(self.dataset)
+        spec = datasets.spec(self.dataset)
         if self.train_size > spec.n_train:
             raise ConfigError("train_size", f"{self.dataset} has {spec.n_train:,} training images ({spec.train_pool:,} less "
                               f"a validation split of {spec.n_val:,}), got {self.train_size}")

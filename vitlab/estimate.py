@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vitlab import data, train
+from vitlab import datasets, train
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.models import build_model
@@ -47,7 +47,7 @@ def estimate(runs, accelerator: Accelerator | None = None, progress: bool = True
         if key not in timed:
             timed[key] = _calibrate(cfg, batch_size, accelerator)
         params, flops, step_s = timed[key]
-        spec = data.spec(cfg.dataset)
+        spec = datasets.spec(cfg.dataset)
         # Evaluation is a forward pass over the test split: a third of a training step's work per image.
         eval_s = step_s / batch_size / TRAIN_FLOPS_PER_FORWARD * spec.test_size
         out.append(Estimate(cfg.run_id, params, flops, total_steps,
@@ -58,7 +58,7 @@ def estimate(runs, accelerator: Accelerator | None = None, progress: bool = True
 
 def _calibrate(cfg: RunConfig, batch_size: int, accelerator: Accelerator) -> tuple[int, int, float]:
     """(params, forward FLOPs per image, seconds per training step at batch_size)."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     model = build_model(cfg)
     shape = (spec.channels, cfg.input_size, cfg.input_size)
     flops = forward_flops(model, shape)

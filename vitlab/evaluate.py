@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitlab import data, seeds
+from vitlab import data, datasets, seeds
 from vitlab.config import RunConfig
 
 SHOTS = (1, 5, 10, 25)
@@ -18,13 +18,20 @@ SHOTS = (1, 5, 10, 25)
 L2_REG = 2.0 ** 10
 BIAS_FEATURE = 100.0
 FEWSHOT_DRAWS = 3
-# Images per forward pass when evaluating: 500, and above 64 px as many as hold 500 images' worth
-# of 64 px pixels (40 at 224 px), so that one batch's activations stay small at any resolution.
-EVAL_BATCH, EVAL_PIXELS = 500, 500 * 64 * 64
 
 
-def eval_batch(image_size: int) -> int:
-    return max(1, min(EVAL_BATCH, EVAL_PIXELS // image_size ** 2))
+@torch.no_grad()
+def accuracy(model: nn.Module, batches, stats) -> float:
+    """Top-1 accuracy (a fraction) of model over (uint8 images, labels) batches on its device,
+    normalised with stats' mean and std."""
+    was_training = model.training
+    model.eval()
+    correct = n = 0
+    for images, labels in batches:
+        correct += (model(data.normalise(images, stats)).argmax(1) == labels).sum()
+        n += len(labels)
+    model.train(was_training)
+    return int(correct) / n
 
 
 def fewshot_linear(train_features, train_labels, test_features, test_labels, l2_reg: float = L2_REG) -> float:
@@ -67,7 +74,7 @@ def shot_sets(labels: np.ndarray, shots, seed: int) -> dict[int, np.ndarray]:
 
 
 @torch.no_grad()
-def features(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH,
+def features(model: nn.Module, images: torch.Tensor, batch_size: int = data.EVAL_BATCH,
              prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Pre-logits features: the pooled representation, through the paper's pre-logits layer when
     the model has one. `prepare` turns each batch of images into the model's input (resizing
@@ -91,16 +98,16 @@ def transfer_images(cfg: RunConfig, device: torch.device | str = "cpu"):
     preparing a batch of it (resized to the run's input size, normalised with the run's own
     statistics): (train images, train labels, test images, test labels, prepare), or None if it
     has none here."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     if spec.transfer is None:
         return None
     try:  # evaluation is a bonus: a transfer dataset not on this machine skips it
-        data.spec(spec.transfer).check_available()
-    except data.DatasetMissing:
+        datasets.spec(spec.transfer).check_available()
+    except datasets.DatasetMissing:
         return None
-    if data.spec(spec.transfer).channels != spec.channels:
+    if datasets.spec(spec.transfer).channels != spec.channels:
         return None
-    target, own = data.load(spec.transfer), data.load(cfg.dataset)
+    target, own = datasets.load_splits(spec.transfer), datasets.load_splits(cfg.dataset)
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != cfg.input_size:
@@ -122,7 +129,7 @@ def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | st
     if images is None:
         return out
     x_train, y_train, x_test, y_test, prepare = images
-    batch = eval_batch(cfg.input_size)
+    batch = data.eval_batch(cfg.input_size)
     f_train, f_test = (features(model, x, batch, prepare) for x in (x_train, x_test))
     labels, y_test = y_train.cpu().numpy(), y_test.cpu()
     scores: dict[int, list[float]] = {}
@@ -134,6 +141,6 @@ def transfer_metrics(cfg: RunConfig, model: nn.Module, device: torch.device | st
     if skipped:
         smallest = int(np.unique(labels, return_counts=True)[1].min())
         out["notes"] = (f"{', '.join(map(str, skipped))}-shot evaluation skipped: the smallest class of "
-                        f"{data.spec(cfg.dataset).transfer} has {smallest} training images")
+                        f"{datasets.spec(cfg.dataset).transfer} has {smallest} training images")
     out["linear_probe"] = fewshot_linear(f_train, labels, f_test, y_test)
     return out

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vitlab import data
+from vitlab import data, datasets
 from vitlab.config import RunConfig
 from vitlab.models import LearnedPos2d
 
@@ -147,13 +147,13 @@ def attention_rollout(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n test images of a run's dataset at its input size: uint8 for showing and
     normalised float for the model."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     if spec.streams:  # too large to load whole: decode just these
         test = spec.streams()[1]
-        split = data.Split(None, None, None, None, None, None, *data.stream_stats(cfg.dataset))
+        split = datasets.Split(None, None, None, None, None, None, *data.stream_stats(cfg.dataset))
         images = torch.stack([test[i][0] for i in range(min(n, len(test)))])
     else:
-        split = data.load(cfg.dataset)
+        split = datasets.load_splits(cfg.dataset)
         images = split.test_images[:n]
     if cfg.input_size != images.shape[-1]:
         images = data.resize(images, cfg.input_size)

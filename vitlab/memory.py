@@ -19,9 +19,9 @@ from pathlib import Path
 import psutil
 import torch
 
-from vitlab import data
+from vitlab import data, datasets
 from vitlab.config import ConfigError, RunConfig
-from vitlab.evaluate import eval_batch
+from vitlab.data import eval_batch
 from vitlab.models import build_model
 
 GiB = 2 ** 30
@@ -106,19 +106,19 @@ def held_bytes(cfg: RunConfig, device: torch.device) -> int:
     """Images a run holds on its device: its training subset, validation and test splits as uint8 at
     their stored size, and its transfer dataset while evaluating; on a CPU also the whole loaded
     dataset (kept for the next run). Streamed datasets hold a few batches."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     if spec.streams:
         return 0
     image = spec.channels * spec.image_size ** 2
     on_device = (cfg.train_size + spec.n_val + spec.test_size) * image
-    transfer = data.spec(spec.transfer) if spec.transfer else None
+    transfer = datasets.spec(spec.transfer) if spec.transfer else None
     if transfer is not None and transfer.channels == spec.channels and not transfer.streams:
         try:
             transfer.check_available()
             on_device += (transfer.train_pool + transfer.test_size) * transfer.channels * transfer.image_size ** 2
-        except data.DatasetMissing:
+        except datasets.DatasetMissing:
             pass
-    if device.type == "cpu":  # the loaded dataset stays in data.load's cache beside the run's copy
+    if device.type == "cpu":  # the loaded dataset stays in datasets.load_splits' cache beside the run's copy
         on_device += (spec.train_pool + spec.test_size) * image
     return on_device
 
@@ -133,7 +133,7 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
 
     from vitlab.train import MixedPrecision, make_optimizer, step  # train imports this module
 
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     with torch.device("meta"):  # shapes only: no initialisation to run
         model = build_model(cfg)
     precision = MixedPrecision(cfg.precision, device)
@@ -198,7 +198,7 @@ def _upper_bound(cfg: RunConfig) -> int:
     device (shapes only, a fraction of a second): weights, gradients, AdamW's two moments and a
     temporary copy, and twice the tensors the forward pass saves for the backward pass (every
     save counted, shared ones again), at the larger of the training and evaluation batch."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     saved = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_hybrid import HybridEmbed
 from torch import nn
 
-from vitlab import data, seeds
+from vitlab import datasets, seeds
 
 # Bottleneck blocks per stage of the BiT / ImageNet ResNets, by depth.
 BIT_LAYERS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -124,7 +124,7 @@ def _resnet(depth: int, width: int, stem: str, in_chans: int, num_classes: int, 
 
 def build_model(cfg) -> nn.Module:
     """The model of a run (a RunConfig), shaped for its dataset, initialised from its seed."""
-    spec = data.spec(cfg.dataset)
+    spec = datasets.spec(cfg.dataset)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(seeds.derive(cfg.seed, "init"))
         return create(image_size=cfg.input_size, channels=spec.channels, num_classes=spec.num_classes, **cfg.arch())

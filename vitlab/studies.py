@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from vitlab import data, scaling, stats
+from vitlab import datasets, scaling, stats
 from vitlab.config import RunConfig
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
@@ -150,7 +150,7 @@ def compare(runs: pd.DataFrame) -> Comparison:
         ["val_accuracy", "test_accuracy", "train_flops"]].mean()
     points["n"] = grouped.size()
     points["test_error"], points["val_error"] = 1 - points["test_accuracy"], 1 - points["val_accuracy"]
-    test_size = data.spec(runs["dataset"].iloc[0]).test_size
+    test_size = datasets.spec(runs["dataset"].iloc[0]).test_size
     return Comparison(points.reset_index(), noise, test_size)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from vitlab import PROJECT_ROOT, data, memory, notebook, results
+from vitlab import PROJECT_ROOT, datasets, memory, notebook, results
 from vitlab.claims import Claims
 from vitlab.claims import holder as claims_holder
 from vitlab.config import ConfigError, RunConfig, did_you_mean
@@ -209,8 +209,8 @@ def execute(plan: Plan, results_dir: str | Path | None = None, progress: bool = 
     runs = shard(plan.runs, *shard_spec)
     for name in sorted({cfg.dataset for cfg in runs}):  # before anything trains
         try:
-            data.spec(name).check_available()
-        except data.DatasetMissing as e:
+            datasets.spec(name).check_available()
+        except datasets.DatasetMissing as e:
             raise SweepError(f"{plan.path}: {e}") from None
     planned = {cfg.run_id: cfg for cfg in plan.runs}
     for cfg in runs:

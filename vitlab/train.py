@@ -1,4 +1,4 @@
-"""The training engine: one run on Accelerate, its data held on the device (or streamed from disk)."""
+"""The training engine: one run on Accelerate, from its seed (or its checkpoint) to its result."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -18,7 +17,7 @@ from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab import cpu, data, memory, seeds
+from vitlab import cpu, data, datasets, memory, seeds
 from vitlab import evaluate as evaluation
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
@@ -57,114 +56,6 @@ def schedule(total_steps: int, warmup_steps: int, decay: str = "cosine"):
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
     return factor
-
-
-def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator, part: slice = slice(None),
-                total: int | None = None) -> torch.Tensor:
-    """Per-image random crop after zero padding, done on x's device by gathering.
-
-    Offsets are drawn for `total` images (the global batch) and x takes its `part` of them,
-    so a batch split over processes is cropped exactly as on one process.
-    """
-    b, c, h, w = x.shape
-    total = total or b
-    dy = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
-    dx = torch.randint(0, 2 * pad + 1, (total, 1, 1, 1), device=x.device, generator=generator)[part]
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy + torch.arange(h, device=x.device).view(1, 1, h, 1)
-    cols = dx + torch.arange(w, device=x.device).view(1, 1, 1, w)
-    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, chan, rows, cols]
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, stats) -> float:
-    """Top-1 accuracy (a fraction) of model over (uint8 images, labels) batches on its device."""
-    was_training = model.training
-    model.eval()
-    correct = n = 0
-    for images, labels in batches:
-        correct += (model(data.normalise(images, stats)).argmax(1) == labels).sum()
-        n += len(labels)
-    model.train(was_training)
-    return int(correct) / n
-
-
-class InMemory:
-    """A run's data held whole on the device as uint8 at its stored size; batches gathered there
-    and resized to the run's input size as they are drawn, so memory is bounded by the batch.
-
-    Resizing per batch rather than once: it costs about 1 ms per image to 224 px on a CPU core,
-    next to 20+ ms of a ViT-Ti/16 training step per image, and a held copy at 224 px would be
-    7.5 GB for CIFAR's pool. Bilinear resizing is per image, so the batches are bitwise those of
-    a resized copy (tested).
-    """
-
-    def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device):
-        split = data.load(cfg.dataset)
-        self.mean, self.std, self.seed, self.device = split.mean, split.std, cfg.seed, device
-        idx = torch.from_numpy(data.subset_indices(split.train_labels, cfg.train_size, cfg.seed))
-        self.x_train, self.y_train = split.train_images[idx].to(device), split.train_labels[idx].to(device)
-        self.held = {"val": (split.val_images.to(device), split.val_labels.to(device)),
-                     "test": (split.test_images.to(device), split.test_labels.to(device))}
-        self.size = cfg.input_size if cfg.input_size != spec.image_size else None
-        self.shuffle = torch.Generator(device=device)
-
-    def sized(self, images: torch.Tensor) -> torch.Tensor:
-        return data.resize(images, self.size) if self.size else images
-
-    def batches(self, epoch: int, parts: list[slice]):
-        """This process's part of each remaining step's batch, from the epoch's seeded shuffle."""
-        self.shuffle.manual_seed(seeds.derive(self.seed, "shuffle", epoch))
-        perm = torch.randperm(len(self.y_train), device=self.device, generator=self.shuffle)
-        for part in parts:
-            b = perm[part]
-            yield self.sized(self.x_train[b]), self.y_train[b]
-
-    def evaluate(self, model: nn.Module, split: str = "test") -> float:
-        """Accuracy on the fixed "val" or "test" split."""
-        x, y = self.held[split]
-        batch_size = evaluation.eval_batch(self.size or x.shape[-1])
-        return evaluate(model, ((self.sized(x[i:i + batch_size]), y[i:i + batch_size])
-                                for i in range(0, len(y), batch_size)), self)
-
-
-class Streamed:
-    """A run's data read from disk by DataLoader workers, for datasets too large to hold decoded.
-
-    The same seeded shuffle and batches as InMemory, so a dataset gives the same run either way.
-    """
-
-    def __init__(self, cfg: RunConfig, spec: data.DatasetSpec, device: torch.device, workers: int | None = None):
-        self.train, self.test = spec.streams()
-        pool, self.val = data.holdout(self.train.labels, spec.val_count(len(self.train)))
-        self.idx = pool[data.subset_indices(self.train.labels[pool], cfg.train_size, cfg.seed)]
-        self.seed, self.device, self.size = cfg.seed, device, cfg.input_size
-        self.resize = cfg.input_size != spec.image_size
-        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
-        self.mean, self.std = data.stream_stats(cfg.dataset)  # the pool's, as InMemory's
-
-    def _loader(self, dataset, batch_sampler):
-        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.workers,
-                                           pin_memory=self.device.type == "cuda")
-
-    def _on_device(self, loader):
-        for x, y in loader:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            yield (data.resize(x, self.size) if self.resize else x), y
-
-    def batches(self, epoch: int, parts: list[slice]):
-        # The shuffle InMemory draws on the device, drawn here on the CPU (identical on a CPU run).
-        shuffle = torch.Generator().manual_seed(seeds.derive(self.seed, "shuffle", epoch))
-        order = self.idx[torch.randperm(len(self.idx), generator=shuffle).numpy()]
-        yield from self._on_device(self._loader(self.train, [order[part].tolist() for part in parts]))
-
-    def evaluate(self, model: nn.Module, split: str = "test") -> float:
-        batch_size = evaluation.eval_batch(self.size)
-        dataset, idx = (self.test, np.arange(len(self.test))) if split == "test" else (self.train, self.val)
-        sampler = [idx[i:i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
-        return evaluate(model, self._on_device(self._loader(dataset, sampler)), self)
 
 
 def budget(cfg: RunConfig) -> tuple[int, int, int]:
@@ -305,8 +196,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
                          f"{cfg.grad_accum} micro-batches")
     memory.check(cfg, device, world)  # before anything is loaded or trained
     memory.reset_peak(device)
-    spec = data.spec(cfg.dataset)
-    source = (Streamed if spec.streams else InMemory)(cfg, spec, device)
+    spec = datasets.spec(cfg.dataset)
+    source = data.source(cfg, device)
 
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
     batch_size, steps_per_epoch, total_steps = budget(cfg)
@@ -354,7 +245,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             if cfg.augment:
                 crops.manual_seed(seeds.derive(cfg.seed, "crops", steps))
                 part = slice(rank * per_process, (rank + 1) * per_process)
-                xb = random_crop(xb, pad, crops, part, batch_size)
+                xb = data.random_crop(xb, pad, crops, part, batch_size)
                 if spec.flip:  # photos, not digits: a mirrored 2 is no 2
                     flip = torch.rand(batch_size, device=device, generator=crops)[part] < 0.5
                     xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
@@ -393,8 +284,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     train_time = time.perf_counter() - train_started
     images_seen = steps * batch_size
     trained_here = images_seen - images_before
-    val_accuracy = source.evaluate(model, "val") if status == "ok" else None
-    test_accuracy = source.evaluate(model, "test") if status == "ok" else None
+    val_accuracy = evaluation.accuracy(model, source.held_batches("val"), source) if status == "ok" else None
+    test_accuracy = evaluation.accuracy(model, source.held_batches("test"), source) if status == "ok" else None
     transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
         status=status, val_accuracy=val_accuracy, test_accuracy=test_accuracy,
