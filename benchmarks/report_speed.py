@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vitlab import PROJECT_ROOT, datasets, report, results, sweep, train
+from vitlab import PROJECT_ROOT, datasets, plans, report, results, train
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.models import build_model
 
 
 def fill(out: Path, n_runs: int) -> None:
-    plans = [sweep.load_plan(p) for p in sorted((PROJECT_ROOT / "params").glob("*.yaml"))]
+    plans = [plans.load_plan(p) for p in sorted((PROJECT_ROOT / "params").glob("*.yaml"))]
     configs = {c.run_id: c for plan in plans for c in plan.runs}
     base = list(configs.values())
     seed = 10
@@ -69,7 +69,7 @@ def main() -> None:
         started = time.perf_counter()
         html = report.render(out)
         seconds = time.perf_counter() - started
-        figures = {"runs": len(results.load(out)), "report_s": round(seconds, 1),
+        figures = {"runs": len(results.load_table(out)), "report_s": round(seconds, 1),
                    "html_mb": round(html.stat().st_size / 1e6, 2), "target_s": 60}
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from vitlab import results, sweep
+from vitlab import plans, results, sweep
 
 
 def main() -> None:
@@ -33,11 +33,11 @@ def main() -> None:
             "base": {"dataset": "digits", "depth": 1, "width": 16, "heads": 1, "mlp_dim": 16,
                      "patch_size": 4, "train_size": 256, "steps": 0},
             "grid": {"seed": list(range(args.runs))}}))
-        plan = sweep.load_plan(params)
+        plan = plans.load_plan(params)
         started = time.perf_counter()
-        counts = sweep.execute(plan, Path(tmp) / "results", progress=False, workers=args.workers)
+        counts = sweep.run_sweep(plan, Path(tmp) / "results", progress=False, workers=args.workers)
         wall = time.perf_counter() - started
-        df = results.load(Path(tmp) / "results")
+        df = results.load_table(Path(tmp) / "results")
     assert counts["ok"] == args.runs, counts
     inside = float(df["wall_time_s"].sum())  # fit(): data to device, FLOP count, evaluation
     figures = {

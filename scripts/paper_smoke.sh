@@ -22,7 +22,7 @@ for params in ${PARAMS:-params/paper/*.yaml}; do
   python - "$out" <<'PY'
 import sys
 from vitlab import results
-df = results.load(sys.argv[1])
+df = results.load_table(sys.argv[1])
 cols = ["run_id", "model", "preset", "depth", "width", "patch_size", "batch_size", "status", "peak_memory_gib", "wall_time_s"]
 print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 PY

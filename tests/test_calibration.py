@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vitlab import datasets, scaling, verdicts
-from vitlab.sweep import load_plan
+from vitlab.plans import load_plan
 
 pytestmark = pytest.mark.slow
 SIMULATIONS = 300

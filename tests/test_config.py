@@ -86,3 +86,11 @@ def test_an_unknown_field_names_the_closest_allowed_one_first():
         RunConfig.from_dict({"depht": 6})
     with pytest.raises(ConfigError, match=r"^zzz: unknown field \(allowed: "):
         RunConfig.from_dict({"zzz": 6})
+
+
+def test_a_notebooks_namespace_builds_the_config_from_its_fields():
+    namespace = {"depth": 2, "lr": 0.001, "results_dir": "x", "pd": object()}  # and what else a notebook holds
+    assert RunConfig.from_namespace(namespace) == RunConfig.from_dict({"depth": 2, "lr": 0.001})
+    with pytest.raises(ConfigError, match="depth"):
+        RunConfig.from_namespace({"depth": 0})
+

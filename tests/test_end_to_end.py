@@ -69,7 +69,7 @@ def swept(tmp_path_factory):
 
 def test_run_executes_each_run_and_renders_the_report(swept):
     out, _, proc = swept
-    df = results.load(out)
+    df = results.load_table(out)
     assert len(df) == 9 and set(df["status"]) == {"ok"} and set(df["model"]) == {"vit", "resnet"}
     assert sorted(p.stem for p in (out / "notebooks").glob("*.ipynb")) == sorted(df["run_id"])
     html = (out / "report.html").read_text()
@@ -89,7 +89,7 @@ def test_run_executes_each_run_and_renders_the_report(swept):
 
 def test_inspect_notebook_draws_a_run(swept):
     out, _, _ = swept
-    df = results.load(out)
+    df = results.load_table(out)
     run_id = df[df["model"] == "vit"]["run_id"].iloc[0]
     executed = out.parent / "inspect.ipynb"
     subprocess.run(["papermill", str(PROJECT_ROOT / "notebooks" / "inspect.ipynb"), str(executed),
@@ -130,7 +130,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "results"
     proc = vitlab("run", params, "--results", out, check=False)
     assert proc.returncode == 1
-    df = results.load(out).set_index("depth")
+    df = results.load_table(out).set_index("depth")
     assert df.loc[1, "status"] == "ok" and df.loc[2, "status"] == "failed"
     assert df.loc[2, "error"] == "RuntimeError: boom at depth 2"
     assert "1 failed" in (out / "report.html").read_text() and (out / "report.html").exists()

@@ -139,3 +139,21 @@ def test_patch_embedding_components_are_ordered_image_tiles():
     assert (explained[:-1] >= explained[1:]).all() and 0 < explained.sum() <= 1 + 1e-6
     flat = tiles.reshape(8, -1)
     torch.testing.assert_close(flat @ flat.T, torch.eye(8), atol=1e-5, rtol=0)  # orthonormal
+
+
+def test_without_a_run_id_the_best_vit_on_validation_with_saved_weights_is_chosen(tmp_path):
+    from vitlab import results
+    from vitlab.config import RunConfig
+    from vitlab.models import build_model
+
+    with pytest.raises(FileNotFoundError, match="no successful ViT run with saved weights"):
+        inspect.choose_run(tmp_path)
+    kept, better, resnet = (RunConfig.from_dict(v) for v in ({"depth": 1}, {"depth": 2},
+                                                             {"model": "resnet", "depth": 8, "width": 4}))
+    for cfg, val in ((kept, 0.5), (better, 0.9), (resnet, 0.95)):  # the better ViT saved no weights
+        results.write(tmp_path, results.make_record(cfg, status="ok") | {"val_accuracy": val})
+    for cfg in (kept, resnet):
+        results.save_weights(tmp_path, cfg.run_id, build_model(cfg))
+    assert inspect.choose_run(tmp_path) == kept.run_id
+    assert inspect.choose_run(tmp_path, better.run_id) == better.run_id
+

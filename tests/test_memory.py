@@ -6,10 +6,11 @@ import re
 import pytest
 import torch
 
-from vitlab import memory
+from vitlab import PROJECT_ROOT, memory
 from vitlab.config import ConfigError, RunConfig
 from vitlab.models import build_model
-from vitlab.sweep import SweepError, execute, load_plan
+from vitlab.plans import SweepError, load_plan
+from vitlab.sweep import run_sweep
 
 CASES = [
     {},
@@ -74,13 +75,13 @@ def test_sweep_refuses_before_any_run_trains(tmp_path, monkeypatch):
     cfg = load_plan(p).runs[1]
     monkeypatch.setenv("VITLAB_DEVICE_MEMORY_GIB", str(limit_between(cfg, 4)))
     with pytest.raises(SweepError, match=rf"^{p}: batch_size: run {cfg.run_id} needs about .*grad_accum"):
-        execute(load_plan(p), tmp_path / "r", progress=False)
+        run_sweep(load_plan(p), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()  # nothing trained, nothing written
 
 
 def test_small_runs_pass_on_the_quick_bound():
     for path in ("params/quickstart.yaml", "params/data_size.yaml"):
-        assert all(memory.check(cfg) is None for cfg in load_plan(memory.data.PROJECT_ROOT / path).runs)
+        assert all(memory.check(cfg) is None for cfg in load_plan(PROJECT_ROOT / path).runs)
 
 
 @pytest.mark.parametrize("pos_embed", ["none", "learn2d", "sincos2d"])

@@ -6,7 +6,7 @@ import torch
 
 from vitlab.config import RunConfig
 from vitlab.flops import forward_flops, n_params
-from vitlab.models import build_model, create
+from vitlab.models import build_model, create, fine_tune_from
 from vitlab.cli import main
 from vitlab.presets import PRESETS
 from vitlab.train import fit
@@ -115,3 +115,25 @@ def test_models_command_lists_every_preset(capsys):
     assert set(rows) == set(PRESETS)
     assert rows["vit-b/16"]["layers"] == 12 and rows["vit-b/16"]["hidden"] == 768
     assert 85 < rows["vit-b/16"]["params_m"] < 88 and 34 < rows["vit-b/16"]["gflops"] < 36
+
+
+def test_fine_tuning_takes_every_weight_but_a_zeroed_head():
+    source = RunConfig.from_dict({"depth": 1, "width": 16, "heads": 2, "mlp_dim": 32, "patch_size": 7, "seed": 3})
+    model = build_model(source)
+    for size in (28, 14):  # the same patch grid, then a smaller one (position embedding resampled)
+        target = RunConfig.from_dict({**source.to_dict(), "dataset": "digits", "image_size": size,
+                                      "train_size": 100, "seed": 0, "pretrained": source.run_id})
+        tuned = build_model(target)
+        fine_tune_from(tuned, model.state_dict(), "run x")
+        assert torch.equal(tuned.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+        assert tuned.head.weight.abs().sum() == 0 and tuned.head.bias.abs().sum() == 0
+        assert tuned.pos_embed.shape[1] == 1 + (size // 7) ** 2
+    other = RunConfig.from_dict({**source.to_dict(), "width": 32})
+    with pytest.raises(ValueError, match="pretrained: run x's .* fine-tune the same architecture"):
+        fine_tune_from(build_model(other), model.state_dict(), "run x")
+    deeper = RunConfig.from_dict({**source.to_dict(), "depth": 2})
+    with pytest.raises(ValueError, match="pretrained: run x is another architecture"):
+        fine_tune_from(build_model(deeper), model.state_dict(), "run x")
+    resnet = RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 4})
+    with pytest.raises(ValueError, match="pretrained: run x"):  # no position embedding to resample
+        fine_tune_from(build_model(resnet), model.state_dict(), "run x")

@@ -91,6 +91,6 @@ def test_paper_smoke_script_runs_each_params_file_and_prints_peak_memory(tmp_pat
     assert len(table) == 2 and all(row[-3] == "ok" for row in table)  # the grid's two train sizes became one
     from vitlab import results
 
-    df = results.load(tmp_path / "work" / "tiny_paper")
+    df = results.load_table(tmp_path / "work" / "tiny_paper")
     assert (df.status == "ok").all() and (df.train_steps == 2).all() and (df.batch_size == 16).all()
     assert (df.peak_memory_gib > 0.3).all() and (df.fewshot_1.notna()).all()  # CIFAR-100 random pixels, evaluated

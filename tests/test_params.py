@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from vitlab import PROJECT_ROOT
-from vitlab.sweep import load_plan
+from vitlab.plans import load_plan
 
 SHIPPED = sorted((PROJECT_ROOT / "params").glob("*.yaml"))
 # Each study the report draws needs its params file, moving the axis it is named for.

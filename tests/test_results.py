@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vitlab import results
+from vitlab import PROJECT_ROOT, results
 from vitlab.config import RunConfig
 from vitlab.models import build_model
 from vitlab.train import fit
@@ -32,9 +32,9 @@ def test_failed_record_and_table(tmp_path):
     ok = RunConfig.from_dict({"depth": 1})
     bad = RunConfig.from_dict({"depth": 2})
     results.write(tmp_path, results.make_record(bad, status="failed", error="RuntimeError: boom"))
-    assert results.read(tmp_path, bad.run_id)["error"] == "RuntimeError: boom"
-    assert results.read(tmp_path, ok.run_id) is None
-    df = results.load(tmp_path)
+    assert results.read_record(tmp_path, bad.run_id)["error"] == "RuntimeError: boom"
+    assert results.read_record(tmp_path, ok.run_id) is None
+    df = results.load_table(tmp_path)
     assert len(df) == 1 and df.loc[0, "status"] == "failed" and pd.isna(df.loc[0, "test_accuracy"])
     assert list(df.columns[:2]) == ["run_id", "status"]
     csv = pd.read_csv(io.StringIO(results.export(df, "csv")))
@@ -44,24 +44,18 @@ def test_failed_record_and_table(tmp_path):
     assert pd.read_parquet(tmp_path / "r.parquet").loc[0, "depth"] == 2
 
 
-def test_fine_tuning_starts_from_a_recorded_run_with_a_zero_head(tmp_path):
+def test_fine_tuning_starts_from_a_recorded_runs_weights(tmp_path):
     source = RunConfig.from_dict({"depth": 1, "width": 16, "heads": 2, "mlp_dim": 32, "patch_size": 7, "seed": 3})
     model = build_model(source)
+    target = RunConfig.from_dict({**source.to_dict(), "dataset": "digits", "image_size": 14, "train_size": 100,
+                                  "seed": 0, "pretrained": source.run_id})
+    with pytest.raises(FileNotFoundError, match=f"pretrained: run {source.run_id} has no record"):
+        results.start_model(tmp_path, target)
     results.save_weights(tmp_path, source.run_id, model)
     results.write(tmp_path, results.make_record(source, status="ok"))
-    for size in (28, 14):  # the same patch grid, then a smaller one (position embedding resampled)
-        target = RunConfig.from_dict({**source.to_dict(), "dataset": "digits", "image_size": size,
-                                      "train_size": 100, "seed": 0, "pretrained": source.run_id})
-        tuned = build_model(target)
-        results.load_pretrained(tmp_path, source.run_id, tuned)
-        assert torch.equal(tuned.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
-        assert tuned.head.weight.abs().sum() == 0 and tuned.head.bias.abs().sum() == 0
-        assert tuned.pos_embed.shape[1] == 1 + (size // 7) ** 2
-    other = RunConfig.from_dict({**source.to_dict(), "width": 32, "pretrained": source.run_id})
-    with pytest.raises(ValueError, match="fine-tune the same architecture"):
-        results.load_pretrained(tmp_path, source.run_id, build_model(other))
-    with pytest.raises(FileNotFoundError, match="pretrained: run 0123456789ab has no record"):
-        results.load_pretrained(tmp_path, "0123456789ab", build_model(other))
+    tuned = results.start_model(tmp_path, target)
+    assert torch.equal(tuned.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+    assert tuned.head.weight.abs().sum() == 0
 
 
 def test_best_run_is_chosen_on_validation_never_on_test():
@@ -91,4 +85,26 @@ def test_records_written_before_a_field_existed_load_with_its_default(tmp_path):
     del record["compile"]
     results.runs_dir(tmp_path).mkdir(parents=True)
     (results.runs_dir(tmp_path) / f"{record['run_id']}.json").write_text(json.dumps(record))
-    assert results.load(tmp_path)["compile"].tolist() == [False]
+    assert results.load_table(tmp_path)["compile"].tolist() == [False]
+
+
+def test_every_command_and_notebook_defaults_to_one_results_directory():
+    """Found by reading: sweeps wrote to reports/NAME, `vitlab train` to reports/runs and the train
+    notebook to reports/notebooks, so no report saw a notebook's or a single run's results."""
+    import nbformat
+
+    from vitlab.cli import _results_dir, build_parser
+
+    parse = build_parser().parse_args
+    assert results.DEFAULT_DIR == PROJECT_ROOT / "reports" / "results"
+    for argv in (["sweep", "params/quickstart.yaml"], ["run", "params/quickstart.yaml"], ["train"]):
+        assert _results_dir(parse(argv)) == results.DEFAULT_DIR
+    for argv in (["report"], ["results"]):
+        assert parse(argv).results_dir == results.DEFAULT_DIR
+    assert results.resolve_dir(None) == results.DEFAULT_DIR
+    for name in ("train", "inspect", "report"):
+        nb = nbformat.read(PROJECT_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        namespace = {}
+        exec(next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), namespace)
+        assert namespace["results_dir"] is None, name
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_sweep_runs import recorded, trained
-from vitlab import PROJECT_ROOT, results, sweep
+from vitlab import PROJECT_ROOT, plans, results
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("slurmctld") or not shutil.which("munged"),
@@ -136,7 +136,7 @@ def test_slurm_array_records_every_run_once(slurm, tmp_path):
     params.write_text(PARAMS)
     job = slurm.submit("0-1", params, out)
     slurm.wait(job)
-    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    planned = {c.run_id for c in plans.load_plan(params).runs}
     got = recorded(out)
     assert set(got) == planned and all(r["status"] == "ok" for r in got.values()), slurm.log(job)
     assert trained(slurm.log(job)) == planned and slurm.log(job).count(" ok ") == len(planned)  # each once
@@ -153,7 +153,7 @@ base: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 
 def test_slurm_task_cancelled_mid_run_resumes_when_submitted_again(slurm, tmp_path):
     params, out = tmp_path / "long.yaml", tmp_path / "res"
     params.write_text(LONG)
-    (run,) = sweep.load_plan(params).runs
+    (run,) = plans.load_plan(params).runs
     state = results.checkpoint_dir(out, run.run_id) / "state.pt"
     job = slurm.submit("0", params, out, "--checkpoint-every", "50")
     deadline = time.time() + 300

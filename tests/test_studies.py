@@ -5,7 +5,7 @@ import pytest
 from scipy import stats as st
 
 from vitlab import stats, studies
-from vitlab.sweep import load_plan
+from vitlab.plans import load_plan
 from tests.test_verdicts import VIT, RESNET, runs
 
 

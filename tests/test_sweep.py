@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from vitlab import PROJECT_ROOT
-from vitlab.sweep import SweepError, load_plan
+from vitlab.plans import SweepError, load_plan
 
 BASE = "base: {depth: 1, width: 16, heads: 2, mlp_dim: 32, train_size: 200, steps: 2}\n"
 
@@ -15,7 +15,6 @@ def test_quickstart_plan():
     assert {c.model for c in plan.runs} == {"vit", "resnet", "hybrid"}
     assert len({c.run_id for c in plan.runs}) == len(plan.runs)
     assert {c.depth for c in plan.runs if c.model == "vit"} >= {1, 2, 4, 6}
-    assert plan.default_results_dir() == PROJECT_ROOT / "reports" / "quickstart"
 
 
 def test_grid_zip_and_runs_expand(tmp_path):
@@ -84,7 +83,7 @@ def test_cli_rejects_bad_params_before_training(tmp_path):
 
 
 def test_shards_are_disjoint_and_cover_the_plan(tmp_path):
-    from vitlab.sweep import shard
+    from vitlab.plans import shard
 
     p = tmp_path / "s.yaml"
     p.write_text(BASE + "grid: {depth: [1, 2, 3], seed: [0, 1, 2, 3, 4]}\n")
@@ -98,7 +97,7 @@ def test_shards_are_disjoint_and_cover_the_plan(tmp_path):
 
 @pytest.mark.parametrize("text", ["4/4", "1", "a/b", "-1/2", "1/0", "0/2/3"])
 def test_bad_shard_is_refused(text):
-    from vitlab.sweep import parse_shard
+    from vitlab.plans import parse_shard
 
     with pytest.raises(SweepError, match="--shard: .* must be I/N"):
         parse_shard(text)
@@ -116,12 +115,12 @@ def test_cli_refuses_bad_shard_and_workers_in_one_line(tmp_path):
 
 
 def test_a_run_starting_from_an_unknown_run_is_refused_before_training(tmp_path):
-    from vitlab.sweep import execute
+    from vitlab.sweep import run_sweep
 
     p = tmp_path / "s.yaml"
     p.write_text(BASE + "runs: [{}, {pretrained: 0123456789ab}]\n")
     with pytest.raises(SweepError, match="pretrained: run 0123456789ab is neither in this sweep nor recorded"):
-        execute(load_plan(p), tmp_path / "r", progress=False)
+        run_sweep(load_plan(p), tmp_path / "r", progress=False)
     assert not list((tmp_path / "r").rglob("*.json"))
     p.write_text(BASE + "runs: [{pretrained: not-a-run}]\n")
     with pytest.raises(SweepError, match=r"pretrained: a run id \(12 hex digits"):

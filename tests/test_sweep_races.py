@@ -2,14 +2,12 @@
 and six sweeps at once with one killed mid-run."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.test_sweep_runs import recorded, start, trained
-from vitlab import claims, results, sweep
+from vitlab import claims, plans, results, sweep
 
 pytestmark = pytest.mark.slow
 # Two pre-training runs (the first long), two independent runs, and two fine-tuning runs that each
@@ -32,20 +30,20 @@ def dependent(tmp_path):
 
 
 def test_workers_wait_for_the_pre_training_run(dependent, tmp_path):
-    plan = sweep.load_plan(dependent)
-    counts = sweep.execute(plan, tmp_path / "res", progress=False, workers=2)
+    plan = plans.load_plan(dependent)
+    counts = sweep.run_sweep(plan, tmp_path / "res", progress=False, workers=2)
     got = recorded(tmp_path / "res")
     assert {r: got[r]["status"] for r in got} == {c.run_id: "ok" for c in plan.runs}
     assert counts["ok"] == 6
 
 
 def test_a_failed_pre_training_run_fails_its_fine_tuning_run_with_the_reason(dependent, tmp_path):
-    plan = sweep.load_plan(dependent)
+    plan = plans.load_plan(dependent)
     out = tmp_path / "res"
     pre = next(c for c in plan.runs if c.steps == 1500)
     results.write(out, results.make_record(pre, status="failed", error="RuntimeError: out of memory"))
     tuned = next(c for c in plan.runs if c.pretrained == pre.run_id)
-    counts = sweep.execute(sweep.Plan(plan.name, plan.path, plan.notebook, (pre, tuned)), out, progress=False)
+    counts = sweep.run_sweep(plans.Plan(plan.name, plan.path, plan.notebook, (pre, tuned)), out, progress=False)
     record = recorded(out)[tuned.run_id]
     assert record["status"] == "failed" and counts == {**counts, "failed": 1, "skipped": 1}
     assert record["error"] == f"pretrained run {pre.run_id} failed: RuntimeError: out of memory"
@@ -57,7 +55,7 @@ def test_a_worker_sweep_and_two_shards_at_once_record_each_run_once(dependent, t
              start(dependent, out, "--shard", "0/2", threads=1), start(dependent, out, "--shard", "1/2", threads=1)]
     logs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in logs]
-    planned = {c.run_id for c in sweep.load_plan(dependent).runs}
+    planned = {c.run_id for c in plans.load_plan(dependent).runs}
     got = recorded(out)
     assert set(got) == planned and all(r["status"] == "ok" for r in got.values())
     done = [trained(log) for log, _ in logs]
@@ -89,7 +87,7 @@ def test_six_sweeps_at_once_with_one_killed_record_every_run_once(tmp_path):
     victim.wait()
     logs = [p.communicate(timeout=600) for p in procs[1:]]
     assert [p.returncode for p in procs[1:]] == [0] * 5, [err[-2000:] for _, err in logs]
-    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    planned = {c.run_id for c in plans.load_plan(params).runs}
     got = recorded(out)
     assert set(got) == planned and all(r["status"] == "ok" for r in got.values())  # none lost
     done = [trained(log) for log, _ in logs]

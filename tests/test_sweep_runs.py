@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vitlab import results, sweep
+from vitlab import plans, results, sweep
 
 pytestmark = pytest.mark.slow
 # Each run trains about a second on a CPU, so a sweep can be caught part-way.
@@ -49,7 +49,7 @@ def leftovers(out) -> list[str]:
 
 def test_sigkill_part_way_then_rerun_finishes_without_retraining(params, tmp_path):
     out = tmp_path / "res"
-    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    planned = {c.run_id for c in plans.load_plan(params).runs}
     proc = start(params, out)
     deadline = time.time() + 180
     while len(recorded(out)) < 2 and time.time() < deadline and proc.poll() is None:
@@ -79,7 +79,7 @@ def test_two_shards_at_once_fill_the_grid_once(params, tmp_path):
     procs = [start(params, out, "--shard", f"{i}/2", threads=1) for i in range(2)]
     logs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
-    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    planned = {c.run_id for c in plans.load_plan(params).runs}
     done = [trained(log) for log, _ in logs]
     assert done[0] | done[1] == planned and not done[0] & done[1] and len(done[0]) == len(done[1]) == 3
     assert set(recorded(out)) == planned  # every file parses as whole JSON
@@ -92,23 +92,23 @@ def test_the_same_sweep_twice_at_once_trains_each_run_once(params, tmp_path):
     procs = [start(params, out, threads=1) for _ in range(2)]
     logs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
-    planned = {c.run_id for c in sweep.load_plan(params).runs}
+    planned = {c.run_id for c in plans.load_plan(params).runs}
     done = [trained(log) for log, _ in logs]
     assert done[0] | done[1] == planned and not done[0] & done[1]
     assert set(recorded(out)) == planned
 
 
 def test_workers_share_the_sweep(params, tmp_path):
-    plan = sweep.load_plan(params)
-    counts = sweep.execute(plan, tmp_path / "res", progress=False, workers=2)
+    plan = plans.load_plan(params)
+    counts = sweep.run_sweep(plan, tmp_path / "res", progress=False, workers=2)
     assert counts["ok"] == len(plan.runs)
     assert set(recorded(tmp_path / "res")) == {c.run_id for c in plan.runs}
 
 
 def test_a_reused_kernel_gives_the_fresh_kernel_results(params, tmp_path):
-    plan = sweep.load_plan(params)
+    plan = plans.load_plan(params)
     for name, fresh in (("reused", False), ("fresh", True)):
-        assert sweep.execute(plan, tmp_path / name, progress=False, shard_spec=(1, 3),
+        assert sweep.run_sweep(plan, tmp_path / name, progress=False, shard_spec=(1, 3),
                              fresh_kernels=fresh)["ok"] == 2
     reused, new = recorded(tmp_path / "reused"), recorded(tmp_path / "fresh")
     assert set(reused) == set(new)
@@ -126,13 +126,13 @@ sweeps:
   - runs: [{dataset: digits, image_size: 28, train_size: 200, optimizer: sgd, lr: 0.01, pretrained: {}}]
   - runs: [{}, {model: resnet, depth: 8, width: 8}]
 """)
-    plan = sweep.load_plan(params)
+    plan = plans.load_plan(params)
     assert [c.pretrained for c in plan.runs] == [None, None, plan.runs[0].run_id]  # pre-training goes first
-    assert sweep.execute(plan, tmp_path / "res", progress=False)["ok"] == 3
-    df = results.load(tmp_path / "res")
+    assert sweep.run_sweep(plan, tmp_path / "res", progress=False)["ok"] == 3
+    df = results.load_table(tmp_path / "res")
     tuned = df[df["pretrained"].notna()].iloc[0]
     assert tuned["dataset"] == "digits" and tuned["pretrained"] == plan.runs[0].run_id
-    from vitlab import plots
+    from vitlab import tables
 
-    table = plots.transfer_table(df).data
+    table = tables.transfer_table(df).data
     assert table.loc[0, "pre-trained on"] == "mnist5k" and table.loc[0, "fine-tuned on"] == "digits"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from vitlab import plots, studies, verdicts
+from vitlab import figures, studies, verdicts
 from vitlab.config import RunConfig
 from vitlab.studies import scaling_directions, two_factor_study
 
@@ -130,7 +130,7 @@ def test_depth_against_width_uses_the_scaling_directions():
     v = verdicts.depth_helps_more_than_width(df)
     assert v.verdict == verdicts.SUPPORTED, v.evidence
     assert "depth: 4 points, width: 4 points" in v.evidence
-    assert "Line plot" in plots.scaling_directions_plot(df).alt
+    assert "Line plot" in figures.scaling_directions_plot(df).alt
     assert verdicts.depth_helps_more_than_width(direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91), n=1)
                                                ).verdict == verdicts.UNDECIDED
 
@@ -202,5 +202,5 @@ def test_two_factor_study_and_pooling_figure():
     df = runs(*specs, (VIT | {"depth": 2}, 0.8, 1e12))
     study = two_factor_study(df, "pool", "lr", "vit")
     assert len(study) == 8 and set(study["pool"]) == {"token", "avg"}
-    figure = plots.pooling_plot(df)
+    figure = figures.pooling_plot(df)
     assert "class token" in figure.alt and 'alt="Point plot' in figure._repr_html_()

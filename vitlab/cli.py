@@ -7,33 +7,36 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from vitlab import PROJECT_ROOT, results
+from vitlab import results
 from vitlab.config import ConfigError
-from vitlab.sweep import SweepError
+from vitlab.plans import SweepError
 
 
-def _results_dir(args, plan) -> Path:
-    return Path(args.results).resolve() if args.results else plan.default_results_dir()
+DIR_HELP = "results directory (default: reports/results in the project)"
+
+
+def _results_dir(args) -> Path:
+    return Path(args.results).resolve() if args.results else results.DEFAULT_DIR
 
 
 def cmd_sweep(args, render_report: bool = False) -> int:
-    from vitlab import sweep
+    from vitlab import plans, sweep
 
-    plan = sweep.load_plan(args.params)  # validates every run before anything trains
+    plan = plans.load_plan(args.params)  # validates every run before anything trains
     if args.set:
-        plan = sweep.override(plan, _set_values(args.set))
-    shard = sweep.parse_shard(args.shard) if args.shard else (0, 1)
+        plan = plans.override(plan, _set_values(args.set))
+    shard = plans.parse_shard(args.shard) if args.shard else (0, 1)
     if args.workers < 1:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
     if args.dry_run:
-        return dry_run(plan, sweep.shard(plan.runs, *shard), args.workers)
-    out = _results_dir(args, plan)
+        return dry_run(plan, plans.shard(plan.runs, *shard), args.workers)
+    out = _results_dir(args)
     print(f"{plan.name}: {len(plan.runs)} runs into {out}"
-          + (f", shard {args.shard}: {len(sweep.shard(plan.runs, *shard))} of them" if args.shard else ""),
+          + (f", shard {args.shard}: {len(plans.shard(plan.runs, *shard))} of them" if args.shard else ""),
           file=sys.stderr)
-    counts = sweep.execute(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
-                           shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels,
-                           checkpoint_every=args.checkpoint_every)
+    counts = sweep.run_sweep(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
+                             shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels,
+                             checkpoint_every=args.checkpoint_every)
     print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
     if render_report:
         from vitlab import report
@@ -117,7 +120,7 @@ def cmd_train(args) -> int:
         cfg = RunConfig.from_dict(_set_values(args.set))
     except ConfigError as e:
         raise SweepError(f"--set {e}") from None
-    out = Path(args.results).resolve() if args.results else PROJECT_ROOT / "reports" / "runs"
+    out = _results_dir(args)
     model = results.start_model(out, cfg)
     result = train.fit(cfg, model, progress=not args.quiet, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
                        checkpoint_every=args.checkpoint_every)
@@ -143,7 +146,7 @@ def cmd_report(args) -> int:
 def cmd_results(args) -> int:
     if not results.runs_dir(args.results_dir).is_dir():
         raise SweepError(f"{args.results_dir}: no runs/ folder here; run a sweep into it first")
-    df = results.load(args.results_dir)
+    df = results.load_table(args.results_dir)
     if args.format == "parquet":
         if not args.output:
             raise SweepError("--format parquet: needs --output FILE (parquet is binary)")
@@ -177,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("sweep", "run each run of a params file through notebooks/train.ipynb")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("params", help="params YAML file, e.g. params/quickstart.yaml")
-        p.add_argument("--results", help="results directory (default: reports/NAME)")
+        p.add_argument("--results", help=DIR_HELP)
         p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
         p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
         p.add_argument("--dry-run", action="store_true",
@@ -197,19 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run here (also under `accelerate launch`) and record it")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a config field, e.g. --set depth=6 --set patch_size=4 (others: the defaults)")
-    p.add_argument("--results", help="results directory (default: reports/runs in the project)")
+    p.add_argument("--results", help=DIR_HELP)
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="checkpoint every STEPS steps (default: every 10 minutes); a rerun resumes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="render notebooks/report.ipynb on a results directory to HTML")
-    p.add_argument("results_dir")
+    p.add_argument("results_dir", nargs="?", default=results.DEFAULT_DIR, help=DIR_HELP)
     p.add_argument("--show-code", action="store_true", help="keep code cells in the HTML")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("results", help="print the collected results, one row per run")
-    p.add_argument("results_dir")
+    p.add_argument("results_dir", nargs="?", default=results.DEFAULT_DIR, help=DIR_HELP)
     p.add_argument("--format", choices=results.FORMATS, default="csv")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_results)

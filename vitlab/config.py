@@ -94,6 +94,12 @@ class RunConfig:
         cfg.validate()
         return cfg
 
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> "RunConfig":
+        """Build and validate from the fields found in a namespace (a notebook's globals after its
+        parameters cell); a field it lacks takes its default."""
+        return cls.from_dict({f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
     @property
     def input_size(self) -> int:
         return self.image_size or datasets.spec(self.dataset).image_size

@@ -12,9 +12,21 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vitlab import data, datasets
+from vitlab import data, datasets, results
 from vitlab.config import RunConfig
 from vitlab.models import LearnedPos2d
+
+
+def choose_run(results_dir, run_id: str | None = None) -> str:
+    """run_id, or when None the ViT best on the validation split among the runs of results_dir
+    whose weights were saved."""
+    if run_id:
+        return run_id
+    best = results.best_run(results.with_weights(results_dir, results.load_table(results_dir)))
+    if best is None:
+        raise FileNotFoundError(f"{results_dir}: no successful ViT run with saved weights and a validation "
+                                "accuracy to look inside; run a sweep with ViTs into it, or set run_id")
+    return best
 
 
 def _vit(model: nn.Module) -> VisionTransformer:

@@ -1,4 +1,5 @@
-"""Models of a run, all built from timm's classes: ViT, BiT ResNet-v2 and hybrids."""
+"""Models of a run, all built from timm's classes (ViT, BiT ResNet-v2 and hybrids), and a fine-tuning
+run's start from another run's weights."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ from collections import OrderedDict
 from functools import partial
 
 import torch
-from timm.layers import GroupNormAct, StdConv2d, StdConv2dSame
+from timm.layers import GroupNormAct, StdConv2d, StdConv2dSame, resample_abs_pos_embed
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
@@ -128,3 +129,30 @@ def build_model(cfg) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(seeds.derive(cfg.seed, "init"))
         return create(image_size=cfg.input_size, channels=spec.channels, num_classes=spec.num_classes, **cfg.arch())
+
+
+def fine_tune_from(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Start model from another model's trained weights (a state dict), as the paper fine-tunes:
+    every weight but the head's, which is replaced by a zero-initialised one; a learned 1-D
+    position embedding is resampled (timm) to a new patch grid. source names the weights' run."""
+    own = model.state_dict()
+    head = {k for k in own if k.startswith("head.")}
+    state = {k: v for k, v in state.items() if k not in head}
+    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+        prefix = getattr(model, "num_prefix_tokens", 0)
+        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], list(model.patch_embed.grid_size),
+                                                    num_prefix_tokens=prefix)
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise ValueError(f"pretrained: {source}'s {mismatched[0]} has shape {tuple(state[mismatched[0]].shape)}, "
+                         f"this model's is {tuple(own[mismatched[0]].shape)}; fine-tune the same architecture")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - head:
+        raise ValueError(f"pretrained: {source} is another architecture "
+                         f"({(unexpected or sorted(set(missing) - head))[0]} does not match)")
+    classifier = model.get_classifier()
+    if isinstance(classifier, nn.Sequential):  # the pre-logits head: its last layer
+        classifier = classifier.head
+    with torch.no_grad():
+        for p in classifier.parameters():
+            p.zero_()

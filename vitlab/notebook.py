@@ -13,10 +13,10 @@ from jupyter_client.manager import KernelManager
 # ipykernel warns at every start that its loopback TCP is unencrypted.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 # Imported once when a reused kernel starts, not once per run.
-PRELOAD = "import vitlab.train, vitlab.plots"
+PRELOAD = "import vitlab.train, vitlab.figures"
 
 
-def execute(notebook: Path, output: Path, parameters: dict, progress: bool = False) -> None:
+def execute_in_new_kernel(notebook: Path, output: Path, parameters: dict, progress: bool = False) -> None:
     """Run notebook in a fresh kernel with parameters injected, working in the notebook's folder."""
     pm.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=progress,
                         cwd=str(Path(notebook).parent), extra_arguments=KERNEL_ARGUMENTS)

@@ -60,7 +60,7 @@ def render(results_dir: str | Path, show_code: bool = False, progress: bool = Fa
     if not (results_dir / "runs").is_dir():
         raise FileNotFoundError(f"{results_dir}: no runs/ folder here; run a sweep into it first")
     executed = results_dir / "report.ipynb"
-    notebook.execute(REPORT_NOTEBOOK, executed, {"results_dir": str(results_dir)}, progress)
+    notebook.execute_in_new_kernel(REPORT_NOTEBOOK, executed, {"results_dir": str(results_dir)}, progress)
     nb = nbformat.read(executed, as_version=4)
     # Papermill's injected-parameters cell is bookkeeping, not part of the report.
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]

@@ -26,9 +26,15 @@ COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
 FORMATS = ("csv", "json", "parquet")
 
 
+# Where every command and notebook writes and reads when given no results directory, so that
+# sweeps of several params files, single runs and notebook runs meet in one report.
+DEFAULT_DIR = PROJECT_ROOT / "reports" / "results"
+
+
 def resolve_dir(results_dir: str | Path | None) -> Path:
-    """Relative results paths are taken from the project root, wherever a kernel runs."""
-    path = Path(results_dir) if results_dir else Path("reports") / "notebooks"
+    """A notebook's results directory: relative paths are taken from the project root, wherever
+    its kernel runs; None is DEFAULT_DIR."""
+    path = Path(results_dir) if results_dir else DEFAULT_DIR
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
@@ -98,11 +104,11 @@ def drop_checkpoint(results_dir: str | Path, run_id: str) -> None:
 
 def start_model(results_dir: str | Path, cfg: RunConfig) -> torch.nn.Module:
     """A run's model, initialised from its seed, or from its pretrained run's weights."""
-    from vitlab.models import build_model
+    from vitlab.models import build_model, fine_tune_from
 
     model = build_model(cfg)
     if cfg.pretrained:
-        load_pretrained(results_dir, cfg.pretrained, model)
+        fine_tune_from(model, pretrained_weights(results_dir, cfg.pretrained), f"run {cfg.pretrained}")
     return model
 
 
@@ -123,7 +129,7 @@ def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.n
     """A recorded run's config and its trained model, in eval mode on the CPU."""
     from vitlab.models import build_model
 
-    record = read(results_dir, run_id)
+    record = read_record(results_dir, run_id)
     if record is None:
         raise FileNotFoundError(f"{record_path(results_dir, run_id)}: no record of run {run_id}")
     path = weights_path(results_dir, run_id)
@@ -136,39 +142,18 @@ def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.n
     return cfg, model.eval()
 
 
-def load_pretrained(results_dir: str | Path, run_id: str, model: torch.nn.Module) -> None:
-    """Start a fine-tuning run's model from a recorded run's weights, as the paper fine-tunes:
-    every weight but the head's, which is replaced by a zero-initialised one; a learned 1-D
-    position embedding is resampled (timm) to a new patch grid."""
-    from timm.layers import resample_abs_pos_embed
-
-    record = read(results_dir, run_id)
+def pretrained_weights(results_dir: str | Path, run_id: str) -> dict[str, torch.Tensor]:
+    """The trained weights of a recorded run that a fine-tuning run starts from."""
     path = weights_path(results_dir, run_id)
-    if record is None or not path.is_file():
+    if read_record(results_dir, run_id) is None or not path.is_file():
         raise FileNotFoundError(f"pretrained: run {run_id} has no record with weights in {results_dir}; "
                                 "train it first (a sweep runs pre-training runs before the runs they start)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    own = model.state_dict()
-    head = {k for k in own if k.startswith("head.")}
-    state = {k: v for k, v in state.items() if k not in head}
-    if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
-        prefix = getattr(model, "num_prefix_tokens", 0)
-        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], list(model.patch_embed.grid_size),
-                                                    num_prefix_tokens=prefix)
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
-        raise ValueError(f"pretrained: run {run_id}'s {mismatched[0]} has shape {tuple(state[mismatched[0]].shape)}, "
-                         f"this model's is {tuple(own[mismatched[0]].shape)}; fine-tune the same architecture")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - head:
-        raise ValueError(f"pretrained: run {run_id} is another architecture "
-                         f"({(unexpected or sorted(set(missing) - head))[0]} does not match)")
-    classifier = model.get_classifier()
-    if isinstance(classifier, torch.nn.Sequential):  # the pre-logits head: its last layer
-        classifier = classifier.head
-    with torch.no_grad():
-        for p in classifier.parameters():
-            p.zero_()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def with_weights(results_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """The runs of df whose trained weights were saved (runs before vitlab saved them have none)."""
+    return df[df["run_id"].map(lambda r: weights_path(results_dir, r).is_file()).astype(bool)]  # bool when empty
 
 
 def best_run(df: pd.DataFrame, model: str | None = "vit") -> str | None:
@@ -217,12 +202,12 @@ def kept_params(results_dir: str | Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.y*ml")) if folder.is_dir() else []
 
 
-def read(results_dir: str | Path, run_id: str) -> dict | None:
+def read_record(results_dir: str | Path, run_id: str) -> dict | None:
     path = record_path(results_dir, run_id)
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load(results_dir: str | Path) -> pd.DataFrame:
+def load_table(results_dir: str | Path) -> pd.DataFrame:
     """All records of a results directory as one tidy DataFrame, one row per run."""
     # A record written before a field existed ran with that field's default.
     records = [ADDED_FIELDS | json.loads(p.read_text()) for p in sorted(runs_dir(results_dir).glob("*.json"))]

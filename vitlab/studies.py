@@ -136,6 +136,19 @@ class Comparison:
         sd = float(np.sqrt(np.mean([c.mean * (1 - c.mean) for c in cells]) / self.test_size))
         return stats.seeds_needed(cells, len(self.points), self.test_size, sd)
 
+    def scaling_law(self, points: pd.DataFrame, x: str):
+        """The saturating power law of test error against x over some of this comparison's points
+        (e.g. a frontier), each point's noise from the pooled seed variance and the test set; None
+        when there are too few distinct x values."""
+        if points.empty or points[x].nunique() < scaling.MIN_THREE_PARAMETER_X:
+            return None
+        sd, df = None, None
+        if self.noise.df:
+            p = points["test_accuracy"].to_numpy()
+            sd = np.sqrt(self.noise.var / points["n"].to_numpy() + p * (1 - p) / self.test_size)
+            df = self.noise.df
+        return scaling.fit_saturating_power_law(points[x], points["test_error"], noise_sd=sd, noise_df=df)
+
 
 def compare(runs: pd.DataFrame) -> Comparison:
     """The study points of successful runs, with seed noise pooled over all of them."""

@@ -1,0 +1,25 @@
+"""The layout shows the architecture: README's module table is the tree, and modules stay small."""
+import ast
+import re
+
+from vitlab import PROJECT_ROOT
+
+MODULES = sorted(p.stem for p in (PROJECT_ROOT / "vitlab").glob("*.py") if p.stem != "__init__")
+# A module longer than this says why in its opening docstring ("Longer than ... because ...").
+MAX_LINES = 360
+
+
+def test_readme_lists_every_module_once_with_its_job():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## The code", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \| \S.*\|$", section, flags=re.MULTILINE)
+    assert sorted(listed) == MODULES and len(listed) == len(set(listed))
+
+
+def test_every_module_is_small_or_says_why():
+    for name in MODULES:
+        source = (PROJECT_ROOT / "vitlab" / f"{name}.py").read_text()
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        assert doc, f"{name}.py has no opening docstring"
+        lines = source.count("\n")
+        assert lines <= MAX_LINES or "Longer than" in doc, f"{name}.py: {lines} lines and no reason given"

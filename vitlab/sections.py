@@ -1,0 +1,135 @@
+"""Report and notebook sections that are more than one figure or table: paragraphs that state
+what the runs say (with their intervals), and the looks inside trained models."""
+from __future__ import annotations
+
+import pandas as pd
+from IPython.display import Markdown
+
+from vitlab import inspect, results
+from vitlab.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
+                            position_similarity_grid)
+from vitlab.studies import combine, compare, direction_trends, one_factor_study
+
+
+def summary(df: pd.DataFrame) -> str:
+    """A markdown paragraph: how many runs, by status, and which failed and why."""
+    if df.empty:
+        return "**No runs recorded yet.** Run a sweep first: `vitlab sweep params/quickstart.yaml`."
+    counts = df["status"].value_counts()
+    lines = [f"**{len(df)} runs**: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."]
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        lines.append("Runs that did not finish are left out of the figures:")
+        lines += [f"- `{r.run_id}` ({r.model}, {r.status}): {r.error}" for r in bad.itertuples()]
+    return "\n".join(lines)
+
+
+def recommendation(df: pd.DataFrame) -> str:
+    """Which scaling direction the runs favour per unit of compute, as a markdown paragraph."""
+    comparison, trends = direction_trends(df)
+    if len(trends) < 2:
+        return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
+                "(depth, width and patch size from one base).*")
+    if not comparison.noise.df:
+        return ("*No configuration along the scaling directions was run with two or more seeds, so the trends have "
+                "no interval: add `seed: [0, 1]` to params/scaling_all.yaml to compare them.*")
+    slopes = {d: comparison.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
+    ranked = sorted(slopes.items(), key=lambda kv: kv[1].value)
+    lines = [f"- **{d}**: test error {e.value:+.3f} per 10x compute (95% interval {e.low:+.3f} to "
+             f"{e.high:+.3f}; {trends[d]['points']} configurations)" for d, e in ranked]
+    (best, _), (second, _) = ranked[0], ranked[1]
+    weights = combine((trends[best]["weights"], 1), (trends[second]["weights"], -1))
+    clear = comparison.contrast(weights).decided() == -1  # the best direction's error falls faster
+    budget = comparison.points["train_flops"].max() * 10
+    return ("For more compute (say 10x the largest run here, " f"{budget:.2g} FLOPs), the runs favour scaling "
+            f"**{best}**" + (f" (the difference from {second}'s trend has a 95% interval clear of zero)" if clear
+                             else f", though not clearly ahead of {second} (the 95% interval of the difference "
+                                  "includes zero)")
+            + f"; seed sd {comparison.noise.sd:.3f} ({comparison.noise.df} df) plus test-set sampling:\n\n"
+            + "\n".join(lines))
+
+
+# Figures of one trained model's insides, as the inspect notebook and the report show them:
+# each a figure, or a Missing note where the model has nothing to show.
+
+def inside_position(model, label: str = ""):
+    """The similarity grid and the neighbour-vs-distant figures, or a note and None."""
+    prefix = f"{label}: " if label else ""
+    if inspect.position_table(model) is None:
+        return Missing(f"{prefix}no position embedding (pos_embed: none)"), None
+    similarity = inspect.position_similarity(model)
+    near = inspect.neighbour_similarity(similarity)
+    return position_similarity_grid(similarity, f"{prefix}position embedding similarity".capitalize()
+                                    if not label else f"{prefix}position embedding similarity"), near
+
+
+def inside_filters(model, k: int = 28):
+    try:
+        tiles, explained = inspect.patch_embedding_components(model, k)
+    except ValueError as e:
+        return Missing(str(e).removeprefix("model: "))
+    return embedding_filters(tiles, explained)
+
+
+def inside_attention_distance(model, x):
+    return attention_distance_by_depth(inspect.mean_attention_distance(model, x),
+                                       x.shape[-1] / model.patch_embed.grid_size[1])
+
+
+def inside_rollout(model, images, x):
+    return attention_rollout_overlay(images, inspect.attention_rollout(model, x))
+
+
+def neighbour_note(near: dict[str, float] | None) -> str:
+    if near is None:
+        return ""
+    verdict = "closer patches have more similar embeddings, as in the paper" if near["neighbour"] > near["distant"] \
+        else "closer patches are not more similar here, unlike the paper"
+    return (f"Mean cosine similarity of neighbouring patches' position embeddings: **{near['neighbour']:.3f}**; "
+            f"of distant patches (at least half the grid apart): **{near['distant']:.3f}**. So {verdict}.")
+
+
+def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
+    """The report's look inside the ViT best on validation: a caption, then the four pictures."""
+    best = results.best_run(results.with_weights(results_dir, df))
+    if best is None:
+        return [Missing("No successful ViT run with saved weights and a validation accuracy: run a sweep with ViTs "
+                        "to fill this section.")]
+    cfg, model = results.load_model(results_dir, best)
+    images, x = inspect.sample_images(cfg, 8)
+    run = df.loc[df["run_id"] == best].iloc[0]
+    position, near = inside_position(model)
+    return [Markdown(f"The ViT best on validation, run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
+                     f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`; validation accuracy "
+                     f"{run['val_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}). "
+                     f"Draw the same for any run with `notebooks/inspect.ipynb`."),
+            inside_filters(model), position, Markdown(neighbour_note(near)),
+            inside_attention_distance(model, x), inside_rollout(model, images, x)]
+
+
+def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
+    """Paper Table 8: test accuracy by position-embedding variant (ViT runs equal in all else),
+    with its 95% interval, and each variant's similarity grid (its run best on validation) with
+    the neighbour-vs-distant figures."""
+    runs = one_factor_study(df, "pos_embed", "vit")
+    if runs.empty:
+        return [Missing("No ViT runs differ only in pos_embed: run params/pos_embed.yaml to fill this section.")]
+    comparison = compare(runs)
+    rows, items = [], []
+    for variant, group in runs.groupby("pos_embed"):
+        point = comparison.points[comparison.points["pos_embed"] == variant]["key"].iloc[0]
+        estimate = comparison.contrast({point: 1.0})
+        row = {"pos_embed": variant, "runs": len(group), "mean test accuracy": group["test_accuracy"].mean(),
+               "95% interval": f"{estimate.low:.3f} to {estimate.high:.3f}" if estimate else "needs 2+ seeds",
+               "neighbour similarity": None, "distant similarity": None}
+        best = results.best_run(results.with_weights(results_dir, group))
+        if best is not None:
+            figure, near = inside_position(results.load_model(results_dir, best)[1], f"{variant} (run {best})")
+            if near is not None:
+                row.update({"neighbour similarity": near["neighbour"], "distant similarity": near["distant"]})
+                items.append(figure)
+        rows.append(row)
+    table = pd.DataFrame(rows).style.format(
+        {"mean test accuracy": "{:.3f}", "neighbour similarity": "{:.3f}", "distant similarity": "{:.3f}"},
+        na_rep="–").hide(axis="index")
+    return [table, Markdown("Similarity of neighbouring vs distant patches' embeddings, by variant:"), *items]

@@ -1,0 +1,130 @@
+"""Tables of the report, each a function of the results DataFrame: a pandas Styler, or a Missing
+note naming the params file that would fill it."""
+from __future__ import annotations
+
+import pandas as pd
+
+from vitlab import results, scaling
+from vitlab.figures import Missing
+from vitlab.studies import CONFIG_FIELDS, compare, ok_runs, one_factor_study, scaling_directions
+
+AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
+
+
+def fits_table(df: pd.DataFrame):
+    """Saturating power laws of test error against training images (each family's data-size
+    study) and against compute and parameters (each ViT scaling direction), fitted to study
+    points (seed means), with 95% parametric-bootstrap intervals and the prediction at 10x."""
+    sets = [(f"{model}: training set size", one_factor_study(df, "train_size", model), "train_size")
+            for model in sorted(ok_runs(df)["model"].unique())]
+    directions = scaling_directions(df)
+    for direction, part in (directions.groupby("direction") if not directions.empty else []):
+        sets += [(f"vit: scaling {direction}", part, "train_flops"), (f"vit: scaling {direction}", part, "n_params")]
+    rows = []
+    for study, runs, x in sets:
+        comparison = compare(runs)
+        fit = comparison.scaling_law(comparison.points, x)
+        if fit is None:
+            continue
+        top = comparison.points[x].max() * 10
+        low, high = fit.band([top])
+        rows.append({"study": study, "x": AXIS_NAMES[x], "points": len(comparison.points), "runs": len(runs),
+                     "law": fit.form, "b": _interval(fit.b, fit.intervals["b"]),
+                     "e_inf": _interval(fit.e_inf, fit.intervals["e_inf"]),
+                     "a": f"{fit.a:.3g}", "c": f"{fit.c:.3g}",
+                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]",
+                     "bootstrap": f"{fit.kept} of {fit.n_boot} kept; noise: {fit.noise}"})
+    if not rows:
+        return Missing(f"No study has runs at {scaling.MIN_THREE_PARAMETER_X} or more distinct values of data size, "
+                       "compute or parameters: run params/data_size.yaml, params/depth.yaml or params/width.yaml to "
+                       "fit scaling laws.")
+    return pd.DataFrame(rows).style.hide(axis="index")
+
+
+def _interval(value: float, interval) -> str:
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def tuning_table(df: pd.DataFrame):
+    """Per-point tuning: at each study point and seed, the values chosen on validation."""
+    chosen = [c for c in df.columns if c.startswith("chosen_")]
+    if not chosen:
+        return Missing("No tuned axes: a params block with `tune: {lr: [...], weight_decay: [...]}` tunes them at "
+                       "each study point on the validation split.")
+    runs = ok_runs(df)
+    cols = ["model", "dataset", "train_size", "depth", "width", "patch_size", "seed", *chosen, "candidates",
+            "val_accuracy", "test_accuracy"]
+    table = runs[cols].sort_values(["model", "dataset", "train_size", "depth", "width", "seed"])
+    return table.rename(columns={c: c.removeprefix("chosen_") + " (chosen)" for c in chosen}).style.format(
+        {"val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "train_size": "{:,.0f}", "depth": "{:.0f}",
+         "width": "{:.0f}", "patch_size": "{:.0f}"}, na_rep="–").hide(axis="index")
+
+
+def transfer_table(df: pd.DataFrame):
+    """Fine-tuning transfer: each fine-tuned run beside its pre-training run and, where one
+    exists, the same run trained from scratch."""
+    runs = ok_runs(df)
+    tuned = runs[runs["pretrained"].notna()] if "pretrained" in runs else runs.iloc[:0]
+    if tuned.empty:
+        return Missing("No fine-tuning runs: run params/transfer.yaml (pre-train on mnist5k, fine-tune on digits).")
+    by_id = runs.set_index("run_id")
+    fields_ = [c for c in CONFIG_FIELDS if c != "pretrained"]
+
+    def config_key(row) -> tuple:  # missing values compare equal, whatever their dtype
+        return tuple(None if pd.isna(row[k]) else row[k] for k in fields_)
+
+    scratch = runs[runs["pretrained"].isna()]
+    scratch_accuracy = scratch.groupby(scratch.apply(config_key, axis=1))["test_accuracy"].mean()
+    rows = []
+    for _, run in tuned.iterrows():
+        source = by_id.loc[run["pretrained"]] if run["pretrained"] in by_id.index else None
+        rows.append({"model": run["model"], "pre-trained on": source["dataset"] if source is not None else "?",
+                     "pre-training EFLOPs": source["train_exaflops"] if source is not None else None,
+                     "pre-training accuracy": source["test_accuracy"] if source is not None else None,
+                     "fine-tuned on": run["dataset"], "fine-tuned accuracy": run["test_accuracy"],
+                     "from scratch": scratch_accuracy.get(config_key(run))})
+    return pd.DataFrame(rows).style.format(
+        {"pre-training EFLOPs": "{:.3g}", "pre-training accuracy": "{:.3f}", "fine-tuned accuracy": "{:.3f}",
+         "from scratch": "{:.3f}"}, na_rep="–").hide(axis="index")
+
+
+def models_table(df: pd.DataFrame):
+    """The paper's Table 1: the distinct architectures run, with their size and cost."""
+    runs = ok_runs(df)
+    if runs.empty:
+        return Missing("No successful runs yet.")
+    cols = ["model", "depth", "width", "mlp_dim", "heads", "patch_size", "cnn_depth", "cnn_width", "n_params",
+            "flops_per_image"]
+    table = runs[cols].drop_duplicates().sort_values(["model", "n_params"])
+    return table.style.format({"n_params": "{:,.0f}", "flops_per_image": "{:.3g}", "depth": "{:.0f}",
+                               "width": "{:.0f}", "mlp_dim": "{:.0f}", "heads": "{:.0f}", "patch_size": "{:.0f}",
+                               "cnn_depth": "{:.0f}", "cnn_width": "{:.0f}"}, na_rep="–").hide(axis="index")
+
+
+def best_by_family(df: pd.DataFrame):
+    """The paper's Table 2: each family's best run on validation, its accuracies and its cost."""
+    runs = ok_runs(df)
+    best = [results.best_run(runs, model) for model in sorted(runs["model"].unique())]
+    best = runs[runs["run_id"].isin([b for b in best if b])]
+    if best.empty:
+        return Missing("No successful runs with a validation accuracy yet.")
+    cols = ["model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "val_accuracy", "test_accuracy",
+            "fewshot_10", "linear_probe", "train_exaflops", "wall_time_s"]
+    return best[cols].rename(columns={"fewshot_10": "10-shot (transfer)", "linear_probe": "linear probe (transfer)",
+                                      "train_exaflops": "train EFLOPs"}).style.format(
+        {"n_params": "{:,.0f}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "10-shot (transfer)": "{:.3f}",
+         "linear probe (transfer)": "{:.3f}", "train EFLOPs": "{:.3g}", "wall_time_s": "{:.0f}",
+         "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}", "train_size": "{:,.0f}"},
+        na_rep="–").hide(axis="index")
+
+
+def runs_table(df: pd.DataFrame):
+    columns = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size",
+               "train_size", "seed", "n_params", "flops_per_image", "train_flops", "val_accuracy", "test_accuracy",
+               "wall_time_s", "images_per_s"]
+    table = df[columns].sort_values(["model", "train_flops"], na_position="last")
+    return table.style.format({"depth": "{:.0f}", "width": "{:.0f}", "heads": "{:.0f}", "mlp_dim": "{:.0f}",
+                               "patch_size": "{:.0f}", "n_params": "{:,.0f}", "flops_per_image": "{:.3g}",
+                               "train_flops": "{:.3g}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}",
+                               "wall_time_s": "{:.1f}", "images_per_s": "{:,.0f}"},
+                              na_rep="–").hide(axis="index")
