@@ -4,6 +4,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from tests.test_sweep_runs import recorded, start, trained
@@ -74,23 +75,41 @@ def test_six_sweeps_at_once_with_one_killed_record_every_run_once(tmp_path):
     params, out = tmp_path / "twelve.yaml", tmp_path / "res"
     params.write_text(TWELVE)
     procs = [start(params, out, threads=1) for _ in range(6)]
-    victim, deadline = procs[0], time.time() + 300
-    # Kill the first sweep while it holds a run, after the others have passed that run by.
-    while time.time() < deadline and victim.poll() is None:
-        held = [p for p in results.runs_dir(out).glob("*.lock")
-                if (claims.holder(out, p.stem) or {}).get("pid") == victim.pid]
-        if held and len(recorded(out)) >= 2:
-            break
-        time.sleep(0.05)
-    assert held and victim.poll() is None, "the first sweep finished before it could be killed"
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    logs = [p.communicate(timeout=600) for p in procs[1:]]
-    assert [p.returncode for p in procs[1:]] == [0] * 5, [err[-2000:] for _, err in logs]
-    planned = {c.run_id for c in plans.load_plan(params).runs}
-    got = recorded(out)
-    assert set(got) == planned and all(r["status"] == "ok" for r in got.values())  # none lost
-    done = [trained(log) for log, _ in logs]
-    assert sum(map(len, done)) == len(set().union(*done))  # no run trained by two survivors
-    assert held[0].stem in set().union(*done)  # the killed sweep's run was taken over
-    assert [p.name for p in results.runs_dir(out).iterdir() if p.suffix != ".json"] == []
+    try:
+        victim, deadline = procs[0], time.time() + 300
+        # Kill the first sweep while it holds a run it has just claimed (so that the run cannot have
+        # been recorded in the moment before the kill), once the others have passed that run by
+        # (they hold or have recorded two others).
+        while time.time() < deadline and victim.poll() is None:
+            holders = {p.stem: claims.holder(out, p.stem) or {} for p in results.runs_dir(out).glob("*.lock")}
+            held = [run for run, h in holders.items() if h.get("pid") == victim.pid and time.time() - h["since"] < 1]
+            others = len(recorded(out)) + sum(h.get("pid") not in (None, victim.pid) for h in holders.values())
+            kernels = psutil.Process(victim.pid).children(recursive=True)
+            if held and others >= 2 and kernels:
+                break
+            time.sleep(0.05)
+        assert held and victim.poll() is None, "the first sweep finished before it could be killed"
+        # Its kernel stopped first, so that nothing but a signal can end it (not ipykernel's own check
+        # for a dead parent, once a second): it must die with the sweep.
+        for kernel in kernels:
+            kernel.suspend()
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        time.sleep(0.5)
+        orphans = [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+        for kernel in orphans:
+            kernel.kill()
+        assert not orphans, "the killed sweep's kernel outlived it"
+        logs = [p.communicate(timeout=600) for p in procs[1:]]
+        assert [p.returncode for p in procs[1:]] == [0] * 5, [err[-2000:] for _, err in logs]
+        planned = {c.run_id for c in plans.load_plan(params).runs}
+        got = recorded(out)
+        assert set(got) == planned and all(r["status"] == "ok" for r in got.values())  # none lost
+        done = [trained(log) for log, _ in logs]
+        assert sum(map(len, done)) == len(set().union(*done))  # no run trained by two survivors
+        assert held[0] in set().union(*done)  # the killed sweep's run was taken over
+        assert [p.name for p in results.runs_dir(out).iterdir() if p.suffix != ".json"] == []
+    finally:  # nothing left running when a check fails
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
