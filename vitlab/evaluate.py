@@ -1,5 +1,5 @@
-"""Evaluation as in the paper: few-shot linear evaluation and a linear probe on frozen
-pre-logits features, on a transfer dataset the model was not trained on."""
+"""Evaluation as in the paper: top-1 accuracy on a held-out split, and few-shot linear evaluation
+and a linear probe on frozen pre-logits features, on a transfer dataset the model was not trained on."""
 from __future__ import annotations
 
 from typing import Callable

@@ -7,6 +7,8 @@ attention kernel) stays exactly as in training.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
@@ -162,7 +164,7 @@ def sample_images(cfg: RunConfig, n: int = 8) -> tuple[torch.Tensor, torch.Tenso
     spec = datasets.spec(cfg.dataset)
     if spec.streams:  # too large to load whole: decode just these
         test = spec.streams()[1]
-        split = datasets.Split(None, None, None, None, None, None, *data.stream_stats(cfg.dataset))
+        split = SimpleNamespace(**dict(zip(("mean", "std"), data.stream_stats(cfg.dataset))))
         images = torch.stack([test[i][0] for i in range(min(n, len(test)))])
     else:
         split = datasets.load_splits(cfg.dataset)
