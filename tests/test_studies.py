@@ -1,4 +1,4 @@
-"""Per-point tuning, study points and pooled seed noise."""
+"""Per-point tuning, study points and each point's own seed noise."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +22,7 @@ def test_tuning_keeps_the_configuration_best_on_validation_at_each_point_and_see
     assert (tuned["candidates"] == 2).all() and (tuned["test_accuracy"] == 0.70).all()
     # The kept runs of a point are seeds of one configuration to every study after tuning.
     study = studies.one_factor_study(tuned, "train_size", "vit")
-    assert len(study) == 4 and studies.compare(study).noise.df == 2
+    assert len(study) == 4 and studies.compare(study).points["var_df"].tolist() == [1, 1]
     assert studies.tuned(df, []) is df
 
 
@@ -35,20 +35,43 @@ def test_params_tune_blocks_run_as_a_grid_and_name_their_axes(tmp_path):
     assert {(c.lr, c.weight_decay) for c in plan.runs} == {(a, b) for a in (0.001, 0.003) for b in (0.0, 0.05)}
 
 
-def test_pooled_seed_noise_and_contrast_match_the_formula():
-    values = pd.Series([0.80, 0.82, 0.90, 0.93, 0.70])
-    groups = pd.Series(["a", "a", "b", "b", "c"])
-    noise = stats.seed_noise(values, groups)
-    assert noise.df == 2 and noise.configs == 2
-    assert noise.var == pytest.approx((2 * 0.01 ** 2 + 2 * 0.015 ** 2) / 2)
-    est = stats.contrast([stats.Cell(1, 0.91, 2), stats.Cell(-1, 0.81, 2)], noise, 1000)
-    se = np.sqrt(noise.var / 2 * 2 + (0.91 * 0.09 + 0.81 * 0.19) / 1000)
-    assert est.value == pytest.approx(0.10) and est.high - est.value == pytest.approx(st.t.ppf(0.975, 2) * se)
-    assert stats.contrast([stats.Cell(1, 0.9, 1)], stats.seed_noise(values[4:], groups[4:]), 1000) is None
+def test_point_variances_and_contrast_match_the_formula():
+    df = runs(*[({**VIT, "train_size": size, "seed": s}, acc, 1e12) for size, accs in ((500, (0.80, 0.82)),
+                (3500, (0.90, 0.93))) for s, acc in enumerate(accs)], ({**VIT, "train_size": 1000}, 0.70, 1e12))
+    c = studies.compare(df)
+    assert c.points.set_index("train_size")["var"].round(6).to_dict() == pytest.approx(
+        {500: 0.0002, 3500: 0.00045, 1000: np.nan}, nan_ok=True)
+    cells = [stats.Cell(1, 0.915, 2, 0.00045, 1), stats.Cell(-1, 0.81, 2, 0.0002, 1)]
+    est = stats.contrast(cells, 1000)
+    seed = np.array([0.00045 / 2, 0.0002 / 2])
+    total = seed.sum() + (0.915 * 0.085 + 0.81 * 0.19) / 1000
+    assert est.se == pytest.approx(np.sqrt(total)) and est.df == pytest.approx(total ** 2 / (seed ** 2).sum())
+    assert est.interval()[1] - est.value == pytest.approx(st.t.ppf(0.975, est.df) * est.se)
+    assert stats.contrast([stats.Cell(1, 0.9, 1)], 1000) is None  # one seed: no variance of its own
 
 
 def test_seeds_needed_grows_as_the_difference_shrinks():
-    cells = lambda d: [stats.Cell(1, 0.9, 1), stats.Cell(-1, 0.9 - d, 1)]  # noqa: E731
-    big, small = stats.seeds_needed(cells(0.10), 8, 1000, 0.02), stats.seeds_needed(cells(0.04), 8, 1000, 0.02)
+    def cells(d):
+        return lambda n: [stats.Cell(1, 0.9, n, 0.02 ** 2, n - 1), stats.Cell(-1, 0.9 - d, n, 0.02 ** 2, n - 1)]
+    big, small = stats.seeds_needed(cells(0.10), 1000, 0.05), stats.seeds_needed(cells(0.06), 1000, 0.05)
     assert big == 2 and small > big
-    assert stats.seeds_needed(cells(0.001), 8, 1000, 0.02) is None
+    assert stats.seeds_needed(cells(0.001), 1000, 0.05) is None
+    # Power at the size found is at least 80%, and one seed fewer would not give it.
+    assert stats.power(cells(0.06)(small), 1000, 0.05) >= 0.8 > stats.power(cells(0.06)(small - 1), 1000, 0.05)
+
+
+def test_seeds_needed_power_by_simulation():
+    """The power promised for the seeds needed is what simulated studies of that size get."""
+    rng = np.random.default_rng(0)
+    sd, diff, alpha = 0.03, 0.07, 0.01
+    n = stats.seeds_needed(lambda k: [stats.Cell(1, 0.9, k, sd ** 2, k - 1), stats.Cell(-1, 0.9 - diff, k, sd ** 2, k - 1)],
+                           1000, alpha)
+    hits = 0
+    for _ in range(400):
+        a, b = rng.normal(0.9, sd, n), rng.normal(0.9 - diff, sd, n)
+        # the test set's sampling error, shared by each point's seeds
+        a, b = a + rng.normal(0, np.sqrt(0.9 * 0.1 / 1000)), b + rng.normal(0, np.sqrt(0.85 * 0.15 / 1000))
+        est = stats.contrast([stats.Cell(1, a.mean(), n, a.var(ddof=1), n - 1),
+                              stats.Cell(-1, b.mean(), n, b.var(ddof=1), n - 1)], 1000)
+        hits += est.p <= alpha
+    assert 0.72 <= hits / 400, (n, hits)

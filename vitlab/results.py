@@ -156,12 +156,19 @@ def with_weights(results_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     return df[df["run_id"].map(lambda r: weights_path(results_dir, r).is_file()).astype(bool)]  # bool when empty
 
 
-def best_run(df: pd.DataFrame, model: str | None = "vit") -> str | None:
-    """The run id of the successful run (of one family) most accurate on the validation split,
-    or None; runs recorded before vitlab measured validation accuracy are never chosen, as the
-    test split is for reporting, not choosing."""
+def best_run(df: pd.DataFrame, model: str | None = "vit", dataset: str | None = None) -> str | None:
+    """The run id of the successful run (of one family) trained from scratch on one dataset that
+    is most accurate on the validation split, or None. Validation accuracies are compared only
+    within a dataset, and a fine-tuned run started from another's weights is not a candidate;
+    without `dataset`, the dataset with the most such runs. Runs recorded before vitlab measured
+    validation accuracy are never chosen: the test split is for reporting, not choosing."""
     ok = df[(df["status"] == "ok") & (df["model"] == model if model else True)]
     ok = ok[ok["val_accuracy"].notna()] if "val_accuracy" in ok else ok.iloc[:0]
+    if "pretrained" in ok:
+        ok = ok[ok["pretrained"].isna()]
+    if ok.empty:
+        return None
+    ok = ok[ok["dataset"] == (dataset or ok["dataset"].value_counts().index[0])]
     return None if ok.empty else ok.loc[ok["val_accuracy"].astype(float).idxmax(), "run_id"]
 
 

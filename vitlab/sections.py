@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from IPython.display import Markdown
 
-from vitlab import inspect, results
+from vitlab import inspect, results, verdicts
 from vitlab.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                             position_similarity_grid)
-from vitlab.studies import combine, compare, direction_trends, one_factor_study
+from vitlab.studies import one_factor_study
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -25,28 +25,29 @@ def summary(df: pd.DataFrame) -> str:
 
 
 def recommendation(df: pd.DataFrame) -> str:
-    """Which scaling direction the runs favour per unit of compute, as a markdown paragraph."""
-    comparison, trends = direction_trends(df)
-    if len(trends) < 2:
+    """Which scaling direction the runs favour per unit of compute, as a markdown paragraph; the
+    decision is one of the report's tests (verdicts.ledger), under its correction."""
+    led = verdicts.ledger(df)
+    finding = led[verdicts.best_direction]
+    if not finding.tests:
         return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
                 "(depth, width and patch size from one base).*")
-    if not comparison.noise.df:
-        return ("*No configuration along the scaling directions was run with two or more seeds, so the trends have "
-                "no interval: add `seed: [0, 1]` to params/scaling_all.yaml to compare them.*")
-    slopes = {d: comparison.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
-    ranked = sorted(slopes.items(), key=lambda kv: kv[1].value)
-    lines = [f"- **{d}**: test error {e.value:+.3f} per 10x compute (95% interval {e.low:+.3f} to "
-             f"{e.high:+.3f}; {trends[d]['points']} configurations)" for d, e in ranked]
-    (best, _), (second, _) = ranked[0], ranked[1]
-    weights = combine((trends[best]["weights"], 1), (trends[second]["weights"], -1))
-    clear = comparison.contrast(weights).decided() == -1  # the best direction's error falls faster
-    budget = comparison.points["train_flops"].max() * 10
-    return ("For more compute (say 10x the largest run here, " f"{budget:.2g} FLOPs), the runs favour scaling "
-            f"**{best}**" + (f" (the difference from {second}'s trend has a 95% interval clear of zero)" if clear
-                             else f", though not clearly ahead of {second} (the 95% interval of the difference "
-                                  "includes zero)")
-            + f"; seed sd {comparison.noise.sd:.3f} ({comparison.noise.df} df) plus test-set sampling:\n\n"
-            + "\n".join(lines))
+    trends, (best, second) = finding.detail["trends"], finding.detail["ranked"]
+    c, test = finding.comparison, finding.tests[0]
+    slopes = {d: c.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
+    if not finding.testable():
+        return (f"*Some configurations along the scaling directions were run with one seed, so the trends have no "
+                f"interval; {led.seeds_text(finding)}.*")
+    lines = [f"- **{d}**: test error {slopes[d].text()} per 10x compute, on its own; {trends[d]['points']} "
+             "configurations" for d in sorted(slopes, key=lambda d: slopes[d].value)]
+    clear = test.decision.decided == 1  # the runner-up's slope minus the best's is above zero
+    budget = c.points["train_flops"].max() * 10
+    return (f"For more compute (say 10x the largest run here, {budget:.2g} FLOPs), the runs favour scaling **{best}**"
+            + (f": its error falls faster than {second}'s, {test.estimate.text(test.decision.level)}, decided under "
+               "the report's correction" if clear else
+               f", though not clearly ahead of {second} ({test.estimate.text(test.decision.level)}, under the report's "
+               f"correction; {led.seeds_text(finding)})")
+            + f". {c.noise_text(test.weights)}:\n\n" + "\n".join(lines))
 
 
 # Figures of one trained model's insides, as the inspect notebook and the report show them:
@@ -99,7 +100,8 @@ def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
     images, x = inspect.sample_images(cfg, 8)
     run = df.loc[df["run_id"] == best].iloc[0]
     position, near = inside_position(model)
-    return [Markdown(f"The ViT best on validation, run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
+    return [Markdown(f"The ViT best on validation among those trained from scratch on `{cfg.dataset}` (the dataset "
+                     f"with the most such runs), run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
                      f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`; validation accuracy "
                      f"{run['val_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}). "
                      f"Draw the same for any run with `notebooks/inspect.ipynb`."),
@@ -109,18 +111,21 @@ def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
 
 def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
     """Paper Table 8: test accuracy by position-embedding variant (ViT runs equal in all else),
-    with its 95% interval, and each variant's similarity grid (its run best on validation) with
-    the neighbour-vs-distant figures."""
+    each variant minus none with the interval of its decision under the report's correction,
+    and each variant's similarity grid (its run best on validation) with the neighbour-vs-distant
+    figures."""
     runs = one_factor_study(df, "pos_embed", "vit")
     if runs.empty:
         return [Missing("No ViT runs differ only in pos_embed: run params/pos_embed.yaml to fill this section.")]
-    comparison = compare(runs)
+    led = verdicts.ledger(df)
+    finding = led[verdicts.position_embedding_helps]
+    against = {t.what.split(" minus ")[0]: t for t in finding.tests}
     rows, items = [], []
     for variant, group in runs.groupby("pos_embed"):
-        point = comparison.points[comparison.points["pos_embed"] == variant]["key"].iloc[0]
-        estimate = comparison.contrast({point: 1.0})
+        test = against.get(variant)
         row = {"pos_embed": variant, "runs": len(group), "mean test accuracy": group["test_accuracy"].mean(),
-               "95% interval": f"{estimate.low:.3f} to {estimate.high:.3f}" if estimate else "needs 2+ seeds",
+               "minus none": ("–" if test is None else test.estimate.text(test.decision.level) if test.decision
+                              else "needs 2+ seeds at every variant"),
                "neighbour similarity": None, "distant similarity": None}
         best = results.best_run(results.with_weights(results_dir, group))
         if best is not None:

@@ -1,101 +1,146 @@
-"""Intervals that count every source of noise a run's accuracy has: its seed and the test set.
+"""Intervals and decisions that count every source of noise a run's accuracy has, where it lives.
 
 A run's accuracy varies from seed to seed (initialisation, shuffle, crops) and, as an estimate
 of the model's true accuracy, by which test images happened to be drawn. Every comparison the
-report makes is a weighted sum of configurations' mean accuracies (a difference of two, a
-difference of gains, a frontier gap, a slope), so one method serves them all:
+report makes is a weighted sum of study points' mean accuracies (a difference, a difference of
+gains, a frontier gap, a slope), so one method serves them all:
 
-- seed-to-seed variance s^2 is pooled over the study's repeated configurations, with
-  sum(n_i - 1) degrees of freedom, since each configuration alone has too few seeds;
-- a configuration's mean accuracy p over n seeds has variance s^2 / n + p (1 - p) / N on a
-  test set of N images (the test set is shared by every seed, so averaging seeds does not
-  shrink its sampling error);
-- the interval is t-based on the pooled degrees of freedom (scipy.stats.t).
+- seed-to-seed variance is estimated at each point from its own seeds (s_i^2 with n_i - 1
+  degrees of freedom), never pooled: it shrinks severalfold as training data grows, so a pooled
+  value is too narrow where data is small and too wide where it is large. A point run with one
+  seed has no estimate, and a contrast that needs it is not made;
+- a point's mean accuracy p over n seeds has variance s^2 / n + p (1 - p) / N on a test set of
+  N images: the test set is fixed, so its sampling error is shared by every seed and is not in
+  the seed variance. For a difference this independent sum is an upper bound (runs scored on
+  the same images err together): conservative, never too narrow;
+- the interval is t-based with Welch-Satterthwaite degrees of freedom (scipy.stats.t).
 
-With no repeated configuration there is no estimate of seed variance, and the comparison
-is not made: binomial error alone would decide from noise the seeds would show.
+A report makes many decisions; `holm` controls the chance of any false one at 1 - LEVEL.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats as st
 
-LEVEL = 0.95
+LEVEL = 0.95  # the report's: the chance that it makes no false decision at all
+POWER = 0.8  # what "seeds needed" sizes for
 MAX_SEEDS = 20  # the most seeds per configuration a "how many would decide it" answer considers
-
-
-@dataclass(frozen=True)
-class SeedNoise:
-    """Seed-to-seed variance of one run's accuracy, pooled over repeated configurations."""
-    var: float
-    df: int  # sum over configurations of (seeds - 1); 0: no configuration was repeated
-    configs: int  # repeated configurations pooled
-
-    @property
-    def sd(self) -> float:
-        return float(np.sqrt(self.var)) if self.df else float("nan")
-
-
-def seed_noise(values: pd.Series, groups: pd.Series) -> SeedNoise:
-    """Pooled within-configuration variance of values (one per run), runs grouped by configuration."""
-    frame = pd.DataFrame({"v": np.asarray(values, dtype=float), "g": np.asarray(groups)}).dropna()
-    by = frame.groupby("g")["v"]
-    n = by.transform("size")
-    dev = ((frame["v"] - by.transform("mean")) ** 2)[n > 1].sum()
-    df = int((by.size() - 1).clip(lower=0).sum())
-    return SeedNoise(float(dev / df) if df else float("nan"), df, int((by.size() > 1).sum()))
+# Where no point has its own seed variance, "seeds needed" assumes seed sd between these
+# multiples of the test set's sampling sd (this project's own runs showed about 3x).
+ASSUMED_SEED_SD = (1.0, 3.0)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One configuration's runs: their mean accuracy, how many seeds, and its weight in a contrast."""
+    """One study point in a contrast: its weight, mean test accuracy over n seeds, and the
+    seed-to-seed variance of one run's accuracy there with its degrees of freedom (0: unknown)."""
     weight: float
     mean: float
     n: int
+    var: float = float("nan")
+    df: int = 0
+
+
+def seed_term(c: Cell) -> float:
+    return c.weight ** 2 * c.var / c.n
+
+
+def test_term(c: Cell, test_size: int) -> float:
+    return c.weight ** 2 * c.mean * (1 - c.mean) / test_size
+
+
+def quantile(q: float, df: float) -> float:
+    return float(st.t.ppf(q, df))
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A weighted sum of configuration means with its t interval at LEVEL."""
+    """A weighted sum of point means, its standard error and Welch-Satterthwaite df."""
     value: float
-    low: float
-    high: float
     se: float
-    df: int
+    df: float
 
-    def decided(self) -> int:
-        """+1 when the interval lies above zero, -1 below, 0 when it contains zero."""
-        return 1 if self.low > 0 else -1 if self.high < 0 else 0
+    @property
+    def p(self) -> float:
+        """Two-sided p-value of zero."""
+        return float(2 * st.t.sf(abs(self.value) / self.se, self.df)) if self.se > 0 else float(self.value == 0)
 
-    def text(self, digits: int = 3) -> str:
-        return (f"{self.value:+.{digits}f} (95% interval {self.low:+.{digits}f} to {self.high:+.{digits}f}, "
-                f"t with {self.df} df)")
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        half = quantile(0.5 + level / 2, self.df) * self.se
+        return self.value - half, self.value + half
+
+    def text(self, level: float = LEVEL, digits: int = 3) -> str:
+        low, high = self.interval(level)
+        return (f"{self.value:+.{digits}f} ({_percent(level)} interval {low:+.{digits}f} to {high:+.{digits}f}, "
+                f"t with {self.df:.1f} df)")
 
 
-def cell_variance(cells: list[Cell], seed_var: float, test_size: int) -> float:
-    return float(sum(c.weight ** 2 * (seed_var / c.n + c.mean * (1 - c.mean) / test_size) for c in cells))
+def _percent(level: float) -> str:
+    return f"{100 * level:.{0 if round(100 * level, 6).is_integer() else 1}f}%"
 
 
-def contrast(cells: list[Cell], noise: SeedNoise, test_size: int) -> Estimate | None:
-    """sum(weight * mean) over cells with its interval; None without an estimate of seed noise."""
-    if not noise.df:
+def contrast(cells: list[Cell], test_size: int) -> Estimate | None:
+    """sum(weight * mean) over cells with its standard error; None when a cell has no estimate
+    of its own seed variance (a single seed): borrowing another point's would be too narrow
+    wherever seeds vary more there."""
+    cells = [c for c in cells if c.weight]
+    if not cells or any(c.df < 1 for c in cells):
         return None
-    value = float(sum(c.weight * c.mean for c in cells))
-    se = np.sqrt(cell_variance(cells, noise.var, test_size))
-    half = st.t.ppf(0.5 + LEVEL / 2, noise.df) * se
-    return Estimate(value, value - half, value + half, float(se), noise.df)
+    seed = np.array([seed_term(c) for c in cells])
+    total = seed.sum() + sum(test_term(c, test_size) for c in cells)
+    dof = np.array([c.df for c in cells], dtype=float)
+    # Welch-Satterthwaite: the test-set terms are known, each seed term has its point's df.
+    denominator = (seed ** 2 / dof).sum()
+    df = total ** 2 / denominator if denominator > 0 else float(dof.sum())
+    return Estimate(float(sum(c.weight * c.mean for c in cells)), float(np.sqrt(total)), float(df))
 
 
-def seeds_needed(cells: list[Cell], configs: int, test_size: int, seed_sd: float) -> int | None:
-    """The fewest seeds per configuration (2..MAX_SEEDS) whose interval would clear zero for a
-    contrast of this size, if seeds varied by seed_sd; None if no such number would."""
-    value = abs(sum(c.weight * c.mean for c in cells))
+@dataclass(frozen=True)
+class Decision:
+    """One hypothesis's outcome under Holm: +1 or -1 when decided (by the estimate's sign), 0 not;
+    and the level of the interval that matches it."""
+    decided: int
+    level: float
+
+
+def holm(estimates: list[Estimate | None], level: float = LEVEL) -> list[Decision]:
+    """Holm's step-down correction over every estimate given (None: not testable, not counted):
+    the chance of any false decision among them is at most 1 - level. Each decided estimate's
+    interval at its step's level excludes zero, and every undecided one's at the level where the
+    procedure stopped includes it, so the intervals shown always match the decisions."""
+    alpha = 1 - level
+    tested = sorted((i for i, e in enumerate(estimates) if e is not None), key=lambda i: estimates[i].p)
+    m = len(tested)
+    out = [Decision(0, level)] * len(estimates)
+    stopped = None
+    for step, i in enumerate(tested):
+        threshold = alpha / (m - step)
+        if stopped is None and estimates[i].p <= threshold:
+            out[i] = Decision(1 if estimates[i].value > 0 else -1, 1 - threshold)
+        else:
+            stopped = threshold if stopped is None else stopped
+            out[i] = Decision(0, 1 - stopped)
+    return out
+
+
+def power(cells: list[Cell], test_size: int, alpha: float) -> float:
+    """The chance that a two-sided t test at alpha decides a contrast whose true value is the
+    cells' weighted mean, with the cells' seed variances taken as true."""
+    est = contrast(cells, test_size)
+    if est is None or est.se == 0:
+        return float("nan")
+    crit = quantile(1 - alpha / 2, est.df)
+    shift = abs(est.value) / est.se
+    return float(st.nct.sf(crit, est.df, shift) + st.nct.cdf(-crit, est.df, shift))
+
+
+def seeds_needed(cells_at, test_size: int, alpha: float) -> int | None:
+    """The fewest seeds per configuration (2..MAX_SEEDS) whose test at alpha would decide this
+    contrast with POWER; cells_at(n) gives the cells as they would be with n seeds each. None if
+    no such number would."""
     for n in range(2, MAX_SEEDS + 1):
-        resized = [Cell(c.weight, c.mean, n) for c in cells]
-        half = st.t.ppf(0.5 + LEVEL / 2, configs * (n - 1)) * np.sqrt(cell_variance(resized, seed_sd ** 2, test_size))
-        if half < value:
+        if power(cells_at(n), test_size, alpha) >= POWER:
             return n
     return None

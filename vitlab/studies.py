@@ -114,72 +114,149 @@ def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
     return out[out["direction"].map(counts) > 1].reset_index(drop=True)
 
 
+# Two families are compared only on runs equal in these (and in the step or epoch budget).
+COMPARABLE = ("dataset", "image_size", "augment")
+
+
+def budget(runs: pd.DataFrame) -> pd.Series:
+    """Each run's training budget as a label: its steps when set, else its epochs."""
+    return pd.Series([f"{s:.0f} steps" if pd.notna(s) else f"{e:.0f} epochs"
+                      for s, e in zip(runs["steps"], runs["epochs"])], index=runs.index, dtype=object)
+
+
+def comparable_groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """Runs split into groups within which families may be compared (same dataset, image size,
+    augmentation and budget), largest first."""
+    if runs.empty:
+        return []
+    keyed = runs.assign(_budget=budget(runs))
+    groups = [g.drop(columns="_budget") for _, g in keyed.groupby([*COMPARABLE, "_budget"], dropna=False, sort=False)]
+    return sorted(groups, key=len, reverse=True)
+
+
+def differs(a: pd.DataFrame, b: pd.DataFrame, names=("ViT", "ResNet")) -> str:
+    """Which comparable field two sets of runs differ in, as text for a 'not comparable' verdict."""
+    out = []
+    for field, va, vb in [*((f, a[f], b[f]) for f in COMPARABLE), ("budget", budget(a), budget(b))]:
+        sa, sb = set(va.dropna().astype(str)), set(vb.dropna().astype(str))
+        if sa != sb:
+            out.append(f"{field} ({names[0]}: {', '.join(sorted(sa)) or '-'}; {names[1]}: {', '.join(sorted(sb)) or '-'})")
+    return "; ".join(out) or "no common study"
+
+
 @dataclass
 class Comparison:
-    """Study points (seed means) of the runs a comparison draws on, with their seed noise."""
-    points: pd.DataFrame  # one row per point: its fields, mean val/test accuracy and error, seeds n
-    noise: stats.SeedNoise
+    """Study points (seed means) of the runs a comparison draws on. Each point carries its own
+    seed-to-seed variance of test accuracy (`var`, `var_df` = seeds - 1; NaN with one seed).
+    When `split`, a point's validation accuracy (what chooses it) is the mean of its first half
+    of seeds and its test accuracy (what estimates it) the mean of the rest, so that a point
+    chosen for a lucky seed is not also measured on that seed; `n` is the seeds estimating, and
+    the variance comes from all its seeds (the choosing seed's luck can only widen it)."""
+    points: pd.DataFrame  # one row per point: its fields, val/test accuracy and error, n, var, var_df
     test_size: int
+    split: bool = False
 
-    def cells(self, weights: dict) -> list[stats.Cell]:
-        """Contrast cells from {point key: weight} (weights on accuracy)."""
-        at = dict(zip(self.points["key"], zip(self.points["test_accuracy"], self.points["n"])))
-        return [stats.Cell(w, float(at[k][0]), int(at[k][1])) for k, w in weights.items() if w]
+    def _rows(self) -> dict:
+        return {k: (float(a), int(n), float(v), int(d)) for k, a, n, v, d in
+                self.points[["key", "test_accuracy", "n", "var", "var_df"]].itertuples(index=False)}
+
+    def cells(self, weights: dict, seeds: int | None = None) -> list[stats.Cell]:
+        """Contrast cells from {point key: weight} (weights on accuracy); with `seeds`, as the
+        cells would be with that many seeds per point, at the variance seen (for planning)."""
+        rows = self._rows()
+        if seeds is None:
+            return [stats.Cell(w, *rows[k]) for k, w in weights.items() if w]
+        n = seeds - seeds // 2 if self.split else seeds
+        return [stats.Cell(w, rows[k][0], n, rows[k][2], seeds - 1) for k, w in weights.items() if w]
 
     def contrast(self, weights: dict) -> stats.Estimate | None:
-        return stats.contrast(self.cells(weights), self.noise, self.test_size)
+        return stats.contrast(self.cells(weights), self.test_size)
 
-    def seeds_needed(self, weights: dict) -> int | None:
-        """Seeds per point that would decide this contrast if seeds varied by the test set's
-        sampling error alone (the least they could vary), when no point has repeats."""
-        cells = self.cells(weights)
-        sd = float(np.sqrt(np.mean([c.mean * (1 - c.mean) for c in cells]) / self.test_size))
-        return stats.seeds_needed(cells, len(self.points), self.test_size, sd)
+    def unrepeated(self, weights: dict) -> list:
+        """The points of a contrast that were run with one seed (no variance of their own)."""
+        rows = self._rows()
+        return [k for k, w in weights.items() if w and rows[k][3] < 1]
+
+    def seeds_needed(self, weights: dict, alpha: float) -> tuple[int | None, int | None]:
+        """Seeds per configuration giving stats.POWER to decide this contrast at alpha, as the
+        fewest and most: equal where every point has its own seed variance; else a range over
+        the seed sd stats.ASSUMED_SEED_SD assumes (in multiples of the test set's sampling sd)
+        at the points without one. None: no number up to stats.MAX_SEEDS would."""
+        def needed(multiple: float) -> int | None:
+            def cells_at(n):
+                return [c if np.isfinite(c.var) else
+                        stats.Cell(c.weight, c.mean, c.n, multiple ** 2 * c.mean * (1 - c.mean) / self.test_size, c.df)
+                        for c in self.cells(weights, n)]
+            return stats.seeds_needed(cells_at, self.test_size, alpha)
+        if not self.unrepeated(weights):
+            return (needed(1.0),) * 2
+        low, high = stats.ASSUMED_SEED_SD
+        return needed(low), needed(high)
+
+    def noise_text(self, weights: dict) -> str:
+        cells = [c for c in self.cells(weights) if c.df >= 1]
+        if not cells:
+            return ""
+        sds = [np.sqrt(c.var) for c in cells]
+        spread = f"{min(sds):.3f}" if np.isclose(min(sds), max(sds)) else f"{min(sds):.3f} to {max(sds):.3f}"
+        return (f"seed sd {spread} estimated at each of {len(cells)} points from its own seeds, plus sampling error "
+                f"of {self.test_size:,} test images")
 
     def scaling_law(self, points: pd.DataFrame, x: str):
         """The saturating power law of test error against x over some of this comparison's points
-        (e.g. a frontier), each point's noise from the pooled seed variance and the test set; None
+        (e.g. a frontier), each point's noise from its own seed variance and the test set; None
         when there are too few distinct x values."""
         if points.empty or points[x].nunique() < scaling.MIN_THREE_PARAMETER_X:
             return None
         sd, df = None, None
-        if self.noise.df:
-            p = points["test_accuracy"].to_numpy()
-            sd = np.sqrt(self.noise.var / points["n"].to_numpy() + p * (1 - p) / self.test_size)
-            df = self.noise.df
+        if (points["var_df"] >= 1).all():
+            p, n = points["test_accuracy"].to_numpy(), points["n"].to_numpy()
+            seed = points["var"].to_numpy() / n
+            sd = np.sqrt(seed + p * (1 - p) / self.test_size)
+            # Welch-Satterthwaite df of the points' mean noise variance.
+            df = seed.sum() ** 2 / (seed ** 2 / points["var_df"].to_numpy()).sum() if seed.sum() > 0 else None
         return scaling.fit_saturating_power_law(points[x], points["test_error"], noise_sd=sd, noise_df=df)
 
 
-def compare(runs: pd.DataFrame) -> Comparison:
-    """The study points of successful runs, with seed noise pooled over all of them."""
+def compare(runs: pd.DataFrame, split: bool = False) -> Comparison:
+    """The study points of successful runs, each with its own seed variance (see Comparison)."""
     runs = runs if "test_error" in runs else ok_runs(runs)
-    keys = point_keys(runs)
-    noise = stats.seed_noise(runs["test_accuracy"], keys)
     if runs.empty:
-        return Comparison(runs.assign(key=None, n=0), noise, 1)
-    grouped = runs.assign(key=keys).groupby("key", sort=False)
+        return Comparison(runs.assign(key=None, n=0, var=np.nan, var_df=0), 1, split)
+    runs = runs.assign(key=point_keys(runs)).sort_values("seed", kind="stable")
+    grouped = runs.groupby("key", sort=False)
     points = grouped.first()
-    points[["val_accuracy", "test_accuracy", "train_flops"]] = grouped[
-        ["val_accuracy", "test_accuracy", "train_flops"]].mean()
-    points["n"] = grouped.size()
+    rank, seeds = grouped.cumcount(), grouped["seed"].transform("size")
+    if split:  # a single seed both chooses and estimates: its variance is unknown, so nothing is decided on it
+        choose, estimate = (rank < seeds // 2) | (seeds == 1), rank >= seeds // 2
+    else:
+        choose = estimate = pd.Series(True, index=runs.index)
+    points["val_accuracy"] = runs[choose].groupby("key", sort=False)["val_accuracy"].mean()
+    points["test_accuracy"] = runs[estimate].groupby("key", sort=False)["test_accuracy"].mean()
+    points["n"] = estimate.groupby(runs["key"], sort=False).sum()
+    points["train_flops"] = grouped["train_flops"].mean()
+    points["seeds"] = grouped.size()
+    points["var"], points["var_df"] = grouped["test_accuracy"].var(ddof=1), points["seeds"] - 1
     points["test_error"], points["val_error"] = 1 - points["test_accuracy"], 1 - points["val_accuracy"]
     test_size = datasets.spec(runs["dataset"].iloc[0]).test_size
-    return Comparison(points.reset_index(), noise, test_size)
+    return Comparison(points.reset_index(), test_size, split)
 
 
 def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:
     """The runs on which families are compared at equal compute: successful runs trained from
-    scratch (not fine-tuned) on one dataset and one training-set size, the group holding the
-    most runs of the given families (all its runs, so that seed noise pools over all of them)."""
+    scratch (not fine-tuned), comparable (one dataset, image size, augmentation and budget kind)
+    and of one training-set size: the group holding the most of the given families, then runs."""
     runs = ok_runs(df)
     if "pretrained" in runs:
         runs = runs[runs["pretrained"].isna()]
-    of = runs[runs["model"].isin(families)]
-    if of.empty:
-        return of
-    sizes = of.groupby(["dataset", "train_size"]).agg(families=("model", "nunique"), runs=("model", "size"))
-    dataset, train_size = sizes.sort_values(["families", "runs"]).index[-1]
-    return runs[(runs["dataset"] == dataset) & (runs["train_size"] == train_size)]
+    best = None
+    for group in comparable_groups(runs):
+        for _, part in group.groupby("train_size"):
+            of = part[part["model"].isin(families)]
+            score = (of["model"].nunique(), len(of))
+            if score[1] and (best is None or score > best[0]):
+                best = (score, part)
+    return runs.iloc[:0] if best is None else best[1]
 
 
 def frontier(points: pd.DataFrame) -> pd.DataFrame:
@@ -192,8 +269,10 @@ def frontier(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def frontiers(runs: pd.DataFrame, families) -> tuple[Comparison, dict[str, pd.DataFrame]]:
-    """The study points of runs (one compute_group) and each family's frontier among them."""
-    c = compare(runs)
+    """The study points of runs (one compute_group) and each family's frontier among them,
+    chosen on the first half of each point's seeds and measured on the rest (Comparison), so a
+    family with more candidate points does not win by picking lucky seeds."""
+    c = compare(runs, split=True)
     return c, {m: frontier(c.points[c.points["model"] == m]) for m in families}
 
 
