@@ -63,9 +63,21 @@ def test_best_run_is_chosen_on_validation_never_on_test():
     a, b, c = (RunConfig.from_dict({"depth": d}) for d in (1, 2, 3))
     df = pd.DataFrame([{"run_id": a.run_id, "status": "ok", "model": "vit", "val_accuracy": 0.90, "test_accuracy": 0.80},
                        {"run_id": b.run_id, "status": "ok", "model": "vit", "val_accuracy": 0.85, "test_accuracy": 0.95},
-                       {"run_id": c.run_id, "status": "ok", "model": "vit", "val_accuracy": None, "test_accuracy": 0.99}])
+                       {"run_id": c.run_id, "status": "ok", "model": "vit", "val_accuracy": None, "test_accuracy": 0.99}]
+                      ).assign(dataset="mnist5k", pretrained=None)
     assert results.best_run(df) == a.run_id
     assert results.best_run(df.iloc[2:]) is None  # a run without a validation accuracy is never chosen
+
+
+def test_best_run_stays_within_one_dataset_and_among_runs_from_scratch():
+    """Found by simulation: a digits ViT (easier validation split) became "the best ViT" of a
+    mnist5k study, and a fine-tuned run was a candidate beside runs trained from scratch."""
+    ids = [RunConfig.from_dict({"depth": d}).run_id for d in (1, 2, 3, 4)]
+    df = pd.DataFrame({"run_id": ids, "status": "ok", "model": "vit", "val_accuracy": [0.90, 0.91, 0.99, 0.995],
+                       "test_accuracy": 0.9, "dataset": ["mnist5k", "mnist5k", "digits", "mnist5k"],
+                       "pretrained": [None, None, None, ids[0]]})
+    assert results.best_run(df) == ids[1]  # mnist5k has the most runs from scratch
+    assert results.best_run(df, dataset="digits") == ids[2]
 
 
 def test_tune_axes_are_kept_beside_the_records(tmp_path):

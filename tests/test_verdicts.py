@@ -47,7 +47,8 @@ def welch(cells, test_size=1000):
     """(se, df) of a contrast from (weight, mean, seed variance, seeds) cells, by hand."""
     seed = np.array([w ** 2 * v / n for w, _, v, n in cells])
     total = seed.sum() + sum(w ** 2 * p * (1 - p) / test_size for w, p, _, _ in cells)
-    return np.sqrt(total), total ** 2 / sum(t ** 2 / (n - 1) for t, (_, _, _, n) in zip(seed, cells))
+    welch_df = total ** 2 / sum(t ** 2 / (n - 1) for t, (_, _, _, n) in zip(seed, cells))
+    return np.sqrt(total), min(welch_df, sum(n - 1 for *_, n in cells))
 
 
 def test_each_point_has_its_own_seed_variance_with_welch_satterthwaite_df():

@@ -73,8 +73,8 @@ def _families(runs: pd.DataFrame) -> str:
 
 
 def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
-    """Test error against training compute for the runs trained from scratch on one dataset and
-    training-set size, each family's Pareto frontier (chosen on validation error), and the
+    """Test error against training compute for the comparable runs trained from scratch on one
+    dataset and training-set size, each family's Pareto frontier (chosen on validation error), and the
     saturating power law fitted to the ViT frontier, extrapolated with its band."""
     runs = compute_group(df, sorted(ok_runs(df)["model"].unique()))
     if runs.empty:
@@ -107,8 +107,9 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
                       "with each family's Pareto frontier as a line.",
                  f"Mirrors the paper's Fig. 5: performance against pre-training compute by family, for runs trained "
                  f"from scratch on {dataset} with {size:,} training images; lines join each family's Pareto-optimal "
-                 "configurations (no cheaper one is better on validation), drawn at their mean test error over "
-                 "seeds." + note)
+                 "configurations (no cheaper one is better on validation, on the first half of each configuration's "
+                 "seeds), drawn at their mean test error over the other seeds, so a point chosen for a lucky seed is "
+                 "not drawn at that seed's score." + note)
 
 
 def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):

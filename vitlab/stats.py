@@ -13,7 +13,8 @@ gains, a frontier gap, a slope), so one method serves them all:
   N images: the test set is fixed, so its sampling error is shared by every seed and is not in
   the seed variance. For a difference this independent sum is an upper bound (runs scored on
   the same images err together): conservative, never too narrow;
-- the interval is t-based with Welch-Satterthwaite degrees of freedom (scipy.stats.t).
+- the interval is t-based with Welch-Satterthwaite degrees of freedom (scipy.stats.t), at most
+  the points' total.
 
 A report makes many decisions; `holm` controls the chance of any false one at 1 - LEVEL.
 """
@@ -51,8 +52,9 @@ def test_term(c: Cell, test_size: int) -> float:
     return c.weight ** 2 * c.mean * (1 - c.mean) / test_size
 
 
-def quantile(q: float, df: float) -> float:
-    return float(st.t.ppf(q, df))
+def t_dist(df: float):
+    """The distribution of a contrast's estimate over its standard error."""
+    return st.t(df)
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,10 @@ class Estimate:
     @property
     def p(self) -> float:
         """Two-sided p-value of zero."""
-        return float(2 * st.t.sf(abs(self.value) / self.se, self.df)) if self.se > 0 else float(self.value == 0)
+        return float(2 * t_dist(self.df).sf(abs(self.value) / self.se)) if self.se > 0 else float(self.value == 0)
 
     def interval(self, level: float = LEVEL) -> tuple[float, float]:
-        half = quantile(0.5 + level / 2, self.df) * self.se
+        half = t_dist(self.df).ppf(0.5 + level / 2) * self.se
         return self.value - half, self.value + half
 
     def text(self, level: float = LEVEL, digits: int = 3) -> str:
@@ -91,9 +93,11 @@ def contrast(cells: list[Cell], test_size: int) -> Estimate | None:
     seed = np.array([seed_term(c) for c in cells])
     total = seed.sum() + sum(test_term(c, test_size) for c in cells)
     dof = np.array([c.df for c in cells], dtype=float)
-    # Welch-Satterthwaite: the test-set terms are known, each seed term has its point's df.
+    # Welch-Satterthwaite, each seed term with its point's df, capped at their total: the
+    # test-set terms are known, and uncapped a pair of seeds that happen to agree would make the
+    # seed terms look negligible and the quantile normal, while its true spread is far larger.
     denominator = (seed ** 2 / dof).sum()
-    df = total ** 2 / denominator if denominator > 0 else float(dof.sum())
+    df = min(total ** 2 / denominator, dof.sum()) if denominator > 0 else float(dof.sum())
     return Estimate(float(sum(c.weight * c.mean for c in cells)), float(np.sqrt(total)), float(df))
 
 
@@ -131,7 +135,7 @@ def power(cells: list[Cell], test_size: int, alpha: float) -> float:
     est = contrast(cells, test_size)
     if est is None or est.se == 0:
         return float("nan")
-    crit = quantile(1 - alpha / 2, est.df)
+    crit = t_dist(est.df).ppf(1 - alpha / 2)
     shift = abs(est.value) / est.se
     return float(st.nct.sf(crit, est.df, shift) + st.nct.cdf(-crit, est.df, shift))
 

@@ -36,15 +36,22 @@ def point_keys(runs: pd.DataFrame) -> pd.Series:
 
 def tuned(df: pd.DataFrame, axes) -> pd.DataFrame:
     """Per-point tuning as the paper does it: the tuning axes (say lr, weight_decay) are a
-    nuisance; at each study point and seed only the configuration best on validation stays.
-    The chosen values move to `chosen_<axis>` columns and the axes themselves are emptied, so
-    that the kept runs of one point are seeds of one configuration to every study after this."""
+    nuisance; at each study point and seed one configuration stays, the one best on validation
+    over the point's *other* seeds (its own where it has none). A run chosen on its own seed's
+    validation score would carry that seed's luck into its test score too, favouring whichever
+    point had more candidates. The chosen values move to `chosen_<axis>` columns and the axes
+    themselves are emptied, so that the kept runs of one point are seeds of one configuration
+    to every study after this."""
     axes = [a for a in axes if a in df]
     if not axes:
         return df
     runs = df[(df["status"] == "ok") & df["val_accuracy"].notna()] if "val_accuracy" in df else df.iloc[:0]
     keys = [f for f in CONFIG_FIELDS if f not in axes]
-    best = runs.loc[runs.groupby(keys, dropna=False, sort=False)["val_accuracy"].idxmax()]
+    val = runs["val_accuracy"].astype(float)
+    candidate = runs.groupby([f for f in CONFIG_FIELDS if f != "seed"], dropna=False, sort=False)["val_accuracy"]
+    seeds = candidate.transform("size")
+    others = ((candidate.transform("sum") - val) / (seeds - 1)).where(seeds > 1, val)
+    best = runs.loc[others.groupby([runs[k] for k in keys], dropna=False, sort=False).idxmax()]
     best = best.assign(**{f"chosen_{a}": best[a] for a in axes}, **{a: None for a in axes},
                        candidates=runs.groupby(keys, dropna=False, sort=False)["run_id"].transform("size")[best.index])
     return pd.concat([best, df[df["status"] != "ok"]], ignore_index=True)
@@ -197,8 +204,8 @@ class Comparison:
         cells = [c for c in self.cells(weights) if c.df >= 1]
         if not cells:
             return ""
-        sds = [np.sqrt(c.var) for c in cells]
-        spread = f"{min(sds):.3f}" if np.isclose(min(sds), max(sds)) else f"{min(sds):.3f} to {max(sds):.3f}"
+        low, high = (f"{np.sqrt(f(c.var for c in cells)):.3f}" for f in (min, max))
+        spread = low if low == high else f"{low} to {high}"
         return (f"seed sd {spread} estimated at each of {len(cells)} points from its own seeds, plus sampling error "
                 f"of {self.test_size:,} test images")
 

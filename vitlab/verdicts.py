@@ -264,6 +264,10 @@ class Ledger:
     def verdicts(self) -> list[Verdict]:
         return [self.verdict(f) for f in self.findings]
 
+    def table(self) -> pd.DataFrame:
+        """One row per claim: the claim, where the paper makes it, the verdict, the evidence."""
+        return pd.DataFrame([vars(v) for v in self.verdicts()]).drop(columns="fill")
+
     def verdict(self, f: Finding) -> Verdict:
         if not f.tests:
             return Verdict(f.claim, f.paper, f.status, f"{f.why}; run {f.fill} to decide", f.fill)
@@ -320,8 +324,8 @@ def verdict(claim, df: pd.DataFrame) -> Verdict:
 
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the claim, where the paper makes it, the verdict, the evidence."""
-    return pd.DataFrame([vars(v) for v in ledger(df).verdicts()]).drop(columns="fill")
+    """The claims table of the report on df (Ledger.table)."""
+    return ledger(df).table()
 
 
 def styled(frame: pd.DataFrame):
