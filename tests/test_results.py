@@ -22,6 +22,9 @@ def test_record_carries_config_and_metrics(tiny_cfg, tmp_path):
     assert record["run_id"] == tiny_cfg.run_id and record["status"] == "ok"
     assert {k: record[k] for k in tiny_cfg.to_dict()} == tiny_cfg.to_dict()
     assert record["train_exaflops"] == record["train_flops"] / 1e18
+    # Each test image's answer, in the split's order, so that runs pair image by image.
+    answers = results.unpack_bits(record["test_correct"], len(result.test_correct))
+    assert answers.tolist() == result.test_correct.tolist() and answers.mean() == record["test_accuracy"]
     path = results.write(tmp_path, record)
     assert path == tmp_path / "runs" / f"{tiny_cfg.run_id}.json"
     assert json.loads(path.read_text()) == record

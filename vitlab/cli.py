@@ -153,8 +153,8 @@ def cmd_results(args) -> int:
         results.export(df, "parquet", args.output)
     elif args.output:
         results.export(df, args.format, args.output)
-    else:
-        sys.stdout.write(results.export(df, args.format))
+    else:  # per-image answers are for the statistics, not for reading
+        sys.stdout.write(results.export(df.drop(columns="test_correct", errors="ignore"), args.format))
         sys.stdout.write("\n" if args.format == "json" else "")
     return 0
 

@@ -21,17 +21,20 @@ FEWSHOT_DRAWS = 3
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches, stats) -> float:
-    """Top-1 accuracy (a fraction) of model over (uint8 images, labels) batches on its device,
-    normalised with stats' mean and std."""
+def correct(model: nn.Module, batches, stats) -> np.ndarray:
+    """Whether model's top-1 prediction is right, image by image in the batches' order, over
+    (uint8 images, labels) batches on its device, normalised with stats' mean and std. Every run
+    scored on a split sees its images in one order, so two runs' answers pair image by image."""
     was_training = model.training
     model.eval()
-    correct = n = 0
-    for images, labels in batches:
-        correct += (model(data.normalise(images, stats)).argmax(1) == labels).sum()
-        n += len(labels)
+    right = [model(data.normalise(images, stats)).argmax(1) == labels for images, labels in batches]
     model.train(was_training)
-    return int(correct) / n
+    return torch.cat(right).cpu().numpy()
+
+
+def accuracy(model: nn.Module, batches, stats) -> float:
+    """Top-1 accuracy (a fraction): the mean of `correct`."""
+    return float(correct(model, batches, stats).mean())
 
 
 def fewshot_linear(train_features, train_labels, test_features, test_labels, l2_reg: float = L2_REG) -> float:

@@ -9,10 +9,10 @@ gains, a frontier gap, a slope), so one method serves them all:
   degrees of freedom), never pooled: it shrinks severalfold as training data grows, so a pooled
   value is too narrow where data is small and too wide where it is large. A point run with one
   seed has no estimate, and a contrast that needs it is not made;
-- a point's mean accuracy p over n seeds has variance s^2 / n + p (1 - p) / N on a test set of
-  N images: the test set is fixed, so its sampling error is shared by every seed and is not in
-  the seed variance. For a difference this independent sum is an upper bound (runs scored on
-  the same images err together): conservative, never too narrow;
+- a point's mean accuracy over n seeds has variance s^2 / n plus the test set's sampling
+  variance: the test set is fixed, so its sampling error is shared by every seed and is not in
+  the seed variance. Runs scored on the same test images are paired image by image
+  (`test_set_term`), so a difference counts only the images on which the models differ;
 - the interval is t-based with Welch-Satterthwaite degrees of freedom (scipy.stats.t), at most
   the points' total.
 
@@ -42,14 +42,24 @@ class Cell:
     n: int
     var: float = float("nan")
     df: int = 0
+    answers: np.ndarray | None = None  # per test image: the share of the point's seeds that got it right
 
 
 def seed_term(c: Cell) -> float:
     return c.weight ** 2 * c.var / c.n
 
 
-def test_term(c: Cell, test_size: int) -> float:
-    return c.weight ** 2 * c.mean * (1 - c.mean) / test_size
+def test_set_term(cells: list[Cell], test_size: int) -> float:
+    """The test set's sampling variance of sum(weight * mean). Where every point has per-image
+    answers, paired: the variance over test images of the weighted answers, over N, so that
+    images every model gets right (or wrong) cancel in a difference; it also holds each image's
+    seed-to-seed flips, which the seed term has too, so it errs wide, never narrow. Without
+    answers (records before vitlab kept them), the sum of p (1 - p) / N as if points were scored
+    on independent test sets: an upper bound for a difference."""
+    if all(c.answers is not None for c in cells):
+        weighted = sum(c.weight * c.answers for c in cells)
+        return float(weighted.var() / len(weighted))
+    return float(sum(c.weight ** 2 * c.mean * (1 - c.mean) / test_size for c in cells))
 
 
 def t_dist(df: float):
@@ -91,7 +101,7 @@ def contrast(cells: list[Cell], test_size: int) -> Estimate | None:
     if not cells or any(c.df < 1 for c in cells):
         return None
     seed = np.array([seed_term(c) for c in cells])
-    total = seed.sum() + sum(test_term(c, test_size) for c in cells)
+    total = seed.sum() + test_set_term(cells, test_size)
     dof = np.array([c.df for c in cells], dtype=float)
     # Welch-Satterthwaite, each seed term with its point's df, capped at their total: the
     # test-set terms are known, and uncapped a pair of seeds that happen to agree would make the

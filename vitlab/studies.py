@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from vitlab import datasets, scaling, stats
+from vitlab import datasets, results, scaling, stats
 from vitlab.config import RunConfig
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
@@ -67,14 +67,13 @@ def one_factor_study(df: pd.DataFrame, axis: str, model: str | None = None) -> p
     if model is not None:
         runs = runs[runs["model"] == model]
     keys = [f for f in CONFIG_FIELDS if f not in (axis, "seed", *COUPLED.get(axis, ()))]
-    best = None
-    for _, group in runs.groupby(keys, dropna=False, sort=False):
-        score = (group[axis].nunique(), len(group))
-        if best is None or score > best[0]:
-            best = (score, group)
-    if best is None or best[0][0] < 2:
+    grouped = runs.groupby(keys, dropna=False, sort=False)
+    score = pd.DataFrame({"values": grouped[axis].transform("nunique"), "runs": grouped[axis].transform("size"),
+                          "group": grouped.ngroup()})
+    if score.empty or score["values"].max() < 2:
         return runs.iloc[:0]
-    return best[1].sort_values(axis)
+    best = score.sort_values(["values", "runs", "group"], ascending=[False, False, True])["group"].iloc[0]
+    return runs[score["group"] == best].sort_values(axis)
 
 
 def two_factor_study(df: pd.DataFrame, a: str, b: str, model: str | None = None) -> pd.DataFrame:
@@ -164,8 +163,8 @@ class Comparison:
     split: bool = False
 
     def _rows(self) -> dict:
-        return {k: (float(a), int(n), float(v), int(d)) for k, a, n, v, d in
-                self.points[["key", "test_accuracy", "n", "var", "var_df"]].itertuples(index=False)}
+        return {k: (float(a), int(n), float(v), int(d), answers) for k, a, n, v, d, answers in
+                self.points[["key", "test_accuracy", "n", "var", "var_df", "answers"]].itertuples(index=False)}
 
     def cells(self, weights: dict, seeds: int | None = None) -> list[stats.Cell]:
         """Contrast cells from {point key: weight} (weights on accuracy); with `seeds`, as the
@@ -174,7 +173,7 @@ class Comparison:
         if seeds is None:
             return [stats.Cell(w, *rows[k]) for k, w in weights.items() if w]
         n = seeds - seeds // 2 if self.split else seeds
-        return [stats.Cell(w, rows[k][0], n, rows[k][2], seeds - 1) for k, w in weights.items() if w]
+        return [stats.Cell(w, rows[k][0], n, rows[k][2], seeds - 1, rows[k][4]) for k, w in weights.items() if w]
 
     def contrast(self, weights: dict) -> stats.Estimate | None:
         return stats.contrast(self.cells(weights), self.test_size)
@@ -192,7 +191,8 @@ class Comparison:
         def needed(multiple: float) -> int | None:
             def cells_at(n):
                 return [c if np.isfinite(c.var) else
-                        stats.Cell(c.weight, c.mean, c.n, multiple ** 2 * c.mean * (1 - c.mean) / self.test_size, c.df)
+                        stats.Cell(c.weight, c.mean, c.n, multiple ** 2 * c.mean * (1 - c.mean) / self.test_size, c.df,
+                                   c.answers)
                         for c in self.cells(weights, n)]
             return stats.seeds_needed(cells_at, self.test_size, alpha)
         if not self.unrepeated(weights):
@@ -229,7 +229,7 @@ def compare(runs: pd.DataFrame, split: bool = False) -> Comparison:
     """The study points of successful runs, each with its own seed variance (see Comparison)."""
     runs = runs if "test_error" in runs else ok_runs(runs)
     if runs.empty:
-        return Comparison(runs.assign(key=None, n=0, var=np.nan, var_df=0), 1, split)
+        return Comparison(runs.assign(key=None, n=0, var=np.nan, var_df=0, answers=None), 1, split)
     runs = runs.assign(key=point_keys(runs)).sort_values("seed", kind="stable")
     grouped = runs.groupby("key", sort=False)
     points = grouped.first()
@@ -246,7 +246,18 @@ def compare(runs: pd.DataFrame, split: bool = False) -> Comparison:
     points["var"], points["var_df"] = grouped["test_accuracy"].var(ddof=1), points["seeds"] - 1
     points["test_error"], points["val_error"] = 1 - points["test_accuracy"], 1 - points["val_accuracy"]
     test_size = datasets.spec(runs["dataset"].iloc[0]).test_size
+    points["answers"] = [answers.get(k) for k in points.index] if (answers := _answers(runs[estimate], test_size)) \
+        else None
     return Comparison(points.reset_index(), test_size, split)
+
+
+def _answers(runs: pd.DataFrame, test_size: int) -> dict:
+    """Each point's per-image answers (the share of its runs right on each test image), where
+    every run of the point recorded them."""
+    if "test_correct" not in runs:
+        return {}
+    return {key: np.mean([results.unpack_bits(t, test_size) for t in group["test_correct"]], axis=0)
+            for key, group in runs.groupby("key", sort=False) if group["test_correct"].notna().all()}
 
 
 def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -46,6 +47,7 @@ class TrainResult:
     transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
     resumed_from_step: int = 0  # the checkpoint's step a resumed run went on from (0: from the start)
+    test_correct: np.ndarray | None = None  # per test image, in the split's order: right or not (pairs runs)
 
 
 def schedule(total_steps: int, warmup_steps: int, decay: str = "cosine"):
@@ -285,10 +287,11 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     images_seen = steps * batch_size
     trained_here = images_seen - images_before
     val_accuracy = evaluation.accuracy(model, source.held_batches("val"), source) if status == "ok" else None
-    test_accuracy = evaluation.accuracy(model, source.held_batches("test"), source) if status == "ok" else None
+    test_correct = evaluation.correct(model, source.held_batches("test"), source) if status == "ok" else None
     transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
     return TrainResult(
-        status=status, val_accuracy=val_accuracy, test_accuracy=test_accuracy,
+        status=status, val_accuracy=val_accuracy,
+        test_accuracy=float(test_correct.mean()) if test_correct is not None else None, test_correct=test_correct,
         train_loss=history[-1]["train_loss"] if history else None,
         n_params=n_params(model), flops_per_image=flops_per_image,
         train_flops=TRAIN_FLOPS_PER_FORWARD * flops_per_image * images_seen,
