@@ -215,6 +215,7 @@ def coverage_cases():
 def test_intervals_cover_the_true_difference(case):
     configs, truth, contrast = coverage_cases()[case]
     share = covered(configs, truth, contrast)
+    print(f"coverage where {case} dominates: {share:.3f}")
     assert share >= 0.95 - 2 * np.sqrt(0.05 * 0.95 / SIMULATIONS), share
 
 
@@ -250,6 +251,7 @@ def test_each_wrong_variance_formula_fails_a_calibration_check(mutation, monkeyp
         monkeypatch.setattr(stats, name, wrong)
     shares = {case: covered(configs, truth, contrast, SIMULATIONS // 2)
               for case, (configs, truth, contrast) in coverage_cases().items()}
+    print(f"coverage with {mutation}: {shares}")
     assert min(shares.values()) < 0.95 - 2 * np.sqrt(0.05 * 0.95 / SIMULATIONS), (mutation, shares)
 
 
