@@ -152,7 +152,7 @@ def test_report_opens_in_chromium_with_every_figure_and_no_network(swept):
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
         captions = page.eval_on_selector_all("figcaption", "els => els.map(e => e.textContent)")
         claims = page.eval_on_selector_all("table", "els => els.map(e => e.textContent)")
-        title = page.title()
+        title, text = page.title(), page.inner_text("body")
         page.set_viewport_size({"width": 1280, "height": 900})
         contents = page.eval_on_selector_all("nav.vitlab-contents a", """els => els.map(
             a => [a.textContent, document.getElementById(decodeURIComponent(a.hash.slice(1))) !== null])""")
@@ -167,6 +167,7 @@ def test_report_opens_in_chromium_with_every_figure_and_no_network(swept):
     assert all(len(alt) > 30 and "No description" not in alt for _, _, alt in images)  # real alt text
     assert len(captions) == len(images) and all("paper" in c for c in captions)
     assert any("ResNets beat ViTs on the smallest training sets" in t and "not enough runs" in t for t in claims)
+    assert "Decided together with Holm's correction over the report's" in text
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     sections = [text for text, _ in contents]
     assert len(sections) >= 10 and all(found for _, found in contents)  # every link lands on its section

@@ -38,8 +38,8 @@ def recommendation(df: pd.DataFrame) -> str:
     if not finding.testable():
         return (f"*Some configurations along the scaling directions were run with one seed, so the trends have no "
                 f"interval; {led.seeds_text(finding)}.*")
-    lines = [f"- **{d}**: test error {slopes[d].text()} per 10x compute, on its own; {trends[d]['points']} "
-             "configurations" for d in sorted(slopes, key=lambda d: slopes[d].value)]
+    lines = [f"- **{d}**: test error {slopes[d].text()} per 10x compute; {trends[d]['points']} configurations"
+             for d in sorted(slopes, key=lambda d: slopes[d].value)]
     clear = test.decision.decided == 1  # the runner-up's slope minus the best's is above zero
     budget = c.points["train_flops"].max() * 10
     return (f"For more compute (say 10x the largest run here, {budget:.2g} FLOPs), the runs favour scaling **{best}**"
@@ -47,7 +47,7 @@ def recommendation(df: pd.DataFrame) -> str:
                "the report's correction" if clear else
                f", though not clearly ahead of {second} ({test.estimate.text(test.decision.level)}, under the report's "
                f"correction; {led.seeds_text(finding)})")
-            + f". {c.noise_text(test.weights)}:\n\n" + "\n".join(lines))
+            + f"; {c.noise_text(test.weights)}. Each direction's trend on its own:\n\n" + "\n".join(lines))
 
 
 # Figures of one trained model's insides, as the inspect notebook and the report show them:
