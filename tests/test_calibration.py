@@ -140,7 +140,8 @@ def test_frontiers_with_many_more_vit_candidates_are_not_biased_towards_the_vit(
     configs, flops = shipped
     rng, gaps = np.random.default_rng(1), []
     for _ in range(SIMULATIONS // 2):
-        finding = verdicts.vit_beats_resnet_at_equal_compute(simulate(configs, on_the_line(flops), rng, flops))
+        df = simulate(configs, on_the_line(flops), rng, flops)
+        finding = verdicts.vit_beats_resnet_at_equal_compute(verdicts.Studies(df))
         if finding.testable():
             gaps.append(finding.tests[0].estimate.value)
     gaps = np.array(gaps)

@@ -1,12 +1,11 @@
 """Per-point tuning, study points and each point's own seed noise."""
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats as st
 
+from tests.test_verdicts import RESNET, VIT, runs
 from vitlab import stats, studies
 from vitlab.plans import load_plan
-from tests.test_verdicts import VIT, RESNET, runs
 
 
 def test_tuning_keeps_the_configuration_best_on_validation_at_each_point_and_seed():

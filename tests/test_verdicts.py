@@ -218,7 +218,7 @@ def test_a_frontier_point_chosen_for_a_lucky_seed_is_measured_on_its_other_seed(
     # family with more candidates won by picking lucky ones.
     df = runs(({**VIT, "depth": 1, "seed": 0}, 0.99, 1e11, 0.99), ({**VIT, "depth": 1, "seed": 1}, 0.80, 1e11, 0.80),
               ({**VIT, "depth": 2, "seed": 0}, 0.85, 2e11, 0.85), ({**VIT, "depth": 2, "seed": 1}, 0.86, 2e11, 0.86))
-    c, front = studies.frontiers(df, ("vit",))
+    _, front = studies.frontiers(df, ("vit",))
     assert front["vit"]["depth"].tolist() == [1] and front["vit"]["test_accuracy"].tolist() == [0.80]
     assert front["vit"]["n"].tolist() == [1] and front["vit"]["var"].iloc[0] == pytest.approx(0.19 ** 2 / 2)
 
@@ -230,7 +230,7 @@ def test_holm_decides_in_steps_with_intervals_that_match():
     assert [d.decided for d in decisions] == [1, 0, 0, 0]
     assert decisions[0].level == pytest.approx(1 - 0.05 / 4) and decisions[2].level == pytest.approx(1 - 0.05 / 3)
     for e, d in zip(estimates, decisions):
-        low, high = e.interval(d.level)
+        low, _ = e.interval(d.level)
         assert (low > 0) == bool(d.decided)
     assert [d.decided for d in stats.holm([stats.Estimate(-3.0, 1.0, 1e6), None])] == [-1, 0]
 

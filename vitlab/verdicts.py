@@ -14,11 +14,12 @@ frontier is chosen on half of each point's seeds and measured on the others.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
 from vitlab import stats
-from vitlab.studies import (Comparison, combine, compare, comparable_groups, compute_group, differs, direction_trends,
+from vitlab.studies import (Comparison, combine, comparable_groups, compare, compute_group, differs, direction_trends,
                             frontier_gaps, frontiers, mean_weights, ok_runs, one_factor_study)
 
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_COMPARABLE = "supported", "contradicted", "not enough runs", "not comparable"
@@ -82,28 +83,43 @@ def _scratch(df: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["pretrained"].isna()] if "pretrained" in runs else runs
 
 
-def _data_size(df: pd.DataFrame, claim, paper, fill):
-    """The ViT and ResNet data-size studies within one comparable group: (comparison, common
-    sizes), or a Finding that says why there is none."""
-    runs, best = _scratch(df), None
-    for group in comparable_groups(runs):
-        vit, resnet = one_factor_study(group, "train_size", "vit"), one_factor_study(group, "train_size", "resnet")
-        common = sorted(set(vit["train_size"]) & set(resnet["train_size"]))
-        if not vit.empty and not resnet.empty and (best is None or (len(common), len(group)) > best[0]):
-            best = ((len(common), len(group)), vit, resnet, common)
-    if best is None or not best[3]:
-        vit, resnet = one_factor_study(runs, "train_size", "vit"), one_factor_study(runs, "train_size", "resnet")
-        if best is None and not vit.empty and not resnet.empty:
-            return Finding(claim, paper, fill, why=f"the ViT and ResNet data-size studies differ in {differs(vit, resnet)}",
-                           status=NOT_COMPARABLE)
-        return Finding(claim, paper, fill, why="no comparable ViT and ResNet runs at a common training set size")
-    _, vit, resnet, common = best
-    return compare(pd.concat([vit, resnet])), common
+class Studies:
+    """A results table and the studies several findings share, each built once per report."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+
+    @cached_property
+    def data_size(self) -> tuple[Comparison, list] | tuple[str, str]:
+        """The ViT and ResNet data-size studies within one comparable group: (comparison, common
+        sizes), or (verdict, why) when there are none."""
+        runs, best = _scratch(self.df), None
+        for group in comparable_groups(runs):
+            vit, resnet = one_factor_study(group, "train_size", "vit"), one_factor_study(group, "train_size", "resnet")
+            common = sorted(set(vit["train_size"]) & set(resnet["train_size"]))
+            if not vit.empty and not resnet.empty and (best is None or (len(common), len(group)) > best[0]):
+                best = ((len(common), len(group)), vit, resnet, common)
+        if best is None or not best[3]:
+            vit, resnet = one_factor_study(runs, "train_size", "vit"), one_factor_study(runs, "train_size", "resnet")
+            if best is None and not vit.empty and not resnet.empty:
+                return NOT_COMPARABLE, f"the ViT and ResNet data-size studies differ in {differs(vit, resnet)}"
+            return UNDECIDED, "no comparable ViT and ResNet runs at a common training set size"
+        _, vit, resnet, common = best
+        return compare(pd.concat([vit, resnet])), common
+
+    @cached_property
+    def trends(self):
+        return direction_trends(self.df)
 
 
-def resnet_wins_on_small_data(df: pd.DataFrame) -> Finding:
+def _data_size(s: Studies, claim, paper, fill) -> tuple[Comparison, list] | Finding:
+    first, second = s.data_size
+    return (first, second) if isinstance(first, Comparison) else Finding(claim, paper, fill, why=second, status=first)
+
+
+def resnet_wins_on_small_data(s: Studies) -> Finding:
     claim, paper, fill = "ResNets beat ViTs on the smallest training sets", "Fig. 3, 4", "params/data_size.yaml"
-    study = _data_size(df, claim, paper, fill)
+    study = _data_size(s, claim, paper, fill)
     if isinstance(study, Finding):
         return study
     c, common = study
@@ -114,9 +130,9 @@ def resnet_wins_on_small_data(df: pd.DataFrame) -> Finding:
                     _sides(("ResNet", int(res["seeds"].sum())), ("ViT", int(vit["seeds"].sum()))))
 
 
-def vit_gains_more_from_data(df: pd.DataFrame) -> Finding:
+def vit_gains_more_from_data(s: Studies) -> Finding:
     claim, paper, fill = "ViT gains more than ResNet from more training data", "Fig. 3, 4", "params/data_size.yaml"
-    study = _data_size(df, claim, paper, fill)
+    study = _data_size(s, claim, paper, fill)
     if isinstance(study, Finding):
         return study
     c, common = study
@@ -133,14 +149,14 @@ def vit_gains_more_from_data(df: pd.DataFrame) -> Finding:
                                              "minus the ResNet's", weights)], _sides(*counts))
 
 
-def _frontier_study(df: pd.DataFrame, families, claim, paper, fill, least: int):
+def _frontier_study(s: Studies, families, claim, paper, fill, least: int):
     """Both families' frontiers on one comparable compute group, and the gaps of the first's
     points to the second's frontier: (comparison, fronts, gaps, sides), or a Finding saying why not."""
-    group = compute_group(df, families)
+    group = compute_group(s.df, families)
     c, front = frontiers(group, families)
     gaps = frontier_gaps(front[families[0]], front[families[1]])
     if len(gaps) < least:
-        runs = _scratch(df)
+        runs = _scratch(s.df)
         a, b = (runs[runs["model"] == m] for m in families)
         if not a.empty and not b.empty and not any(set(g["model"]) >= set(families) for g in comparable_groups(runs)):
             return Finding(claim, paper, fill, why=f"the {NAMES[families[0]]} and {NAMES[families[1]]} runs differ in "
@@ -155,9 +171,9 @@ def _frontier_study(df: pd.DataFrame, families, claim, paper, fill, least: int):
                             "the test accuracy of the others)")
 
 
-def vit_beats_resnet_at_equal_compute(df: pd.DataFrame) -> Finding:
+def vit_beats_resnet_at_equal_compute(s: Studies) -> Finding:
     claim, paper, fill = "At equal training compute ViT beats ResNet", "Fig. 5", "params/matched_compute.yaml"
-    study = _frontier_study(df, ("vit", "resnet"), claim, paper, fill, 1)
+    study = _frontier_study(s, ("vit", "resnet"), claim, paper, fill, 1)
     if isinstance(study, Finding):
         return study
     c, _, gaps, sides = study
@@ -165,10 +181,10 @@ def vit_beats_resnet_at_equal_compute(df: pd.DataFrame) -> Finding:
                                              "ViT frontier", mean_weights(gaps))], sides)
 
 
-def hybrids_help_at_small_compute(df: pd.DataFrame) -> Finding:
+def hybrids_help_at_small_compute(s: Studies) -> Finding:
     claim = "Hybrids beat ViT at small compute, and the gap closes as compute grows"
     paper, fill = "Fig. 5", "params/matched_compute.yaml"
-    study = _frontier_study(df, ("vit", "hybrid"), claim, paper, fill, 2)
+    study = _frontier_study(s, ("vit", "hybrid"), claim, paper, fill, 2)
     if isinstance(study, Finding):
         return study
     c, _, gaps, sides = study
@@ -179,10 +195,10 @@ def hybrids_help_at_small_compute(df: pd.DataFrame) -> Finding:
          combine((gaps[-1]["weights"], 1), (gaps[0]["weights"], -1)))], sides)
 
 
-def depth_helps_more_than_width(df: pd.DataFrame) -> Finding:
+def depth_helps_more_than_width(s: Studies) -> Finding:
     claim, paper, fill = ("Scaling depth helps more than scaling width, per unit of compute", "App. D.2, Fig. 8",
                           "params/scaling_all.yaml")
-    c, trends = direction_trends(df)
+    c, trends = s.trends
     for direction in ("depth", "width"):
         if direction not in trends:
             return Finding(claim, paper, fill, why=f"needs ViT runs along the {direction} direction from a shared base")
@@ -194,11 +210,11 @@ def depth_helps_more_than_width(df: pd.DataFrame) -> Finding:
                     _sides(("depth", trends["depth"]["points"]), ("width", trends["width"]["points"]), unit="point"))
 
 
-def best_direction(df: pd.DataFrame) -> Finding:
+def best_direction(s: Studies) -> Finding:
     """Not a claim of the paper but a decision the report makes: that the scaling direction
     whose error falls fastest per 10x compute beats the runner-up."""
     claim, paper, fill = "The best scaling direction for more compute", "App. D.2", "params/scaling_all.yaml"
-    c, trends = direction_trends(df)
+    c, trends = s.trends
     if len(trends) < 2:
         return Finding(claim, paper, fill, why="needs ViT runs along two or more scaling directions from a shared base")
     slope = {d: sum(cell.weight * cell.mean for cell in c.cells(t["weights"])) for d, t in trends.items()}
@@ -210,9 +226,9 @@ def best_direction(df: pd.DataFrame) -> Finding:
     return finding
 
 
-def position_embedding_helps(df: pd.DataFrame) -> Finding:
+def position_embedding_helps(s: Studies) -> Finding:
     claim, paper, fill = "Any position embedding beats none", "Table 8, App. D.4", "params/pos_embed.yaml"
-    study = one_factor_study(df, "pos_embed", "vit")
+    study = one_factor_study(s.df, "pos_embed", "vit")
     if study.empty or "none" not in set(study["pos_embed"]):
         return Finding(claim, paper, fill, why="no ViT runs with and without a position embedding, otherwise equal")
     c = compare(study)
@@ -225,9 +241,9 @@ def position_embedding_helps(df: pd.DataFrame) -> Finding:
                                                                                           c.points["seeds"]))))
 
 
-def smaller_patches_help(df: pd.DataFrame) -> Finding:
+def smaller_patches_help(s: Studies) -> Finding:
     claim, paper, fill = "Smaller patches give better accuracy", "App. D.2, Fig. 8", "params/patch_size.yaml"
-    study = one_factor_study(df, "patch_size", "vit")
+    study = one_factor_study(s.df, "patch_size", "vit")
     if study.empty:
         return Finding(claim, paper, fill, why="no ViT runs that differ only in patch size")
     c = compare(study)
@@ -311,7 +327,8 @@ class Ledger:
 
 def ledger(df: pd.DataFrame, claims=CLAIMS, others=OTHER) -> Ledger:
     """Every finding of the report on df, its tests decided under one Holm correction."""
-    named = {fn.__name__: fn(df) for fn in (*claims, *others)}
+    studies = Studies(df)
+    named = {fn.__name__: fn(studies) for fn in (*claims, *others)}
     tests = [t for f in named.values() if f.testable() for t in f.tests]
     for t, decision in zip(tests, stats.holm([t.estimate for t in tests])):
         t.decision = decision
