@@ -67,7 +67,8 @@ def simulate(configs, truth, rng, flops=lambda c: 1e12, sd=seed_sd) -> pd.DataFr
         scale = np.sqrt(1 + DIFFICULTY ** 2 + VIEW ** 2)
         luck_sd = sd(cfg) * scale / norm.pdf(norm.ppf(q))
         level, luck = norm.ppf(q) * np.sqrt(scale ** 2 + luck_sd ** 2), rng.normal(0, luck_sd)
-        row = {"run_id": cfg.run_id, "status": "ok", **cfg.to_dict(), "train_flops": flops(cfg)}
+        row = {"run_id": cfg.run_id, "status": "ok", **cfg.to_dict(), **dict.fromkeys(results.METRICS),
+               "train_flops": flops(cfg)}
         for split, n in (("val", spec.n_val), ("test", spec.test_size)):
             hard = images.setdefault((cfg.dataset, split), rng.normal(0, DIFFICULTY, n))
             view = views.setdefault((point(cfg), split), rng.normal(0, VIEW, n))
