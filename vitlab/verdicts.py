@@ -264,8 +264,7 @@ OTHER = (best_direction,)
 @dataclass
 class Ledger:
     """Every decision of one report, corrected together: the claims' findings and the others'."""
-    findings: list[Finding]
-    others: list[Finding]
+    findings: list[Finding]  # the claims', in the claims table's order
     tests: int  # how many tests the correction counted
     named: dict[str, Finding]  # every finding by the name of the function that made it
 
@@ -332,7 +331,7 @@ def ledger(df: pd.DataFrame, claims=CLAIMS, others=OTHER) -> Ledger:
     tests = [t for f in named.values() if f.testable() for t in f.tests]
     for t, decision in zip(tests, stats.holm([t.estimate for t in tests])):
         t.decision = decision
-    return Ledger([named[fn.__name__] for fn in claims], [named[fn.__name__] for fn in others], len(tests), named)
+    return Ledger([named[fn.__name__] for fn in claims], len(tests), named)
 
 
 def verdict(claim, df: pd.DataFrame) -> Verdict:
