@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from vitlab import datasets, results, scaling, stats, studies, tables, verdicts
+from vitlab import datasets, results, stats, studies, tables, verdicts
 from vitlab.plans import load_plan
 
 pytestmark = pytest.mark.slow
@@ -268,40 +268,3 @@ def test_a_report_over_every_shipped_params_file_is_consistent(shipped):
     assert group["dataset"].nunique() == 1 and group["train_size"].nunique() == 1 and group["pretrained"].isna().all()
     assert {v.verdict for v in verdicts.ledger(df).verdicts()} <= {verdicts.SUPPORTED, verdicts.CONTRADICTED,
                                                                      verdicts.UNDECIDED}
-
-
-def law(x, a, b, c, e_inf):
-    return a * (x + c) ** (-b) + e_inf
-
-
-@pytest.mark.parametrize("points", [5, 8, 15])
-def test_fit_band_at_ten_times_the_largest_x_covers_the_truth(points):
-    """Noisy saturating power laws (noise sd 0.01, estimated from seeds with 10 df as the report
-    does): the 95% band at 10x the largest x must cover the true value in at least 85%."""
-    rng = np.random.default_rng(points)
-    truths = [(1.0, 0.5, 1.0, 0.05), (2.0, 0.35, 0.0, 0.10), (0.6, 0.8, 5.0, 0.02)]
-    x = np.logspace(0, 2, points)
-    hits, sims = 0, 60
-    for i in range(sims):
-        true = truths[i % len(truths)]
-        error = law(x, *true) + rng.normal(0, 0.01, points)
-        sd = 0.01 * np.sqrt(rng.chisquare(10) / 10)
-        fit = scaling.fit_saturating_power_law(x, error, noise_sd=sd, noise_df=10, n_boot=60, seed=i)
-        low, high = fit.band([1000.0])
-        hits += low[0] <= law(1000.0, *true) <= high[0]
-        assert fit.kept == fit.n_boot == 60
-        assert fit.form == ("a x^-b + e_inf" if points < 6 else "a(x + c)^-b + e_inf")
-    assert hits / sims >= 0.85
-
-
-@pytest.mark.parametrize("points", [5, 8])
-def test_fit_band_without_known_noise_covers_the_truth(points):
-    """From the residuals alone (no seeds): the band is wider, and still covers."""
-    rng = np.random.default_rng(100 + points)
-    x = np.logspace(0, 2, points)
-    hits, sims = 0, 60
-    for i in range(sims):
-        error = law(x, 1.0, 0.5, 1.0, 0.05) + rng.normal(0, 0.01, points)
-        low, high = scaling.fit_saturating_power_law(x, error, n_boot=60, seed=i).band([1000.0])
-        hits += low[0] <= law(1000.0, 1.0, 0.5, 1.0, 0.05) <= high[0]
-    assert hits / sims >= 0.85

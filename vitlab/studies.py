@@ -213,7 +213,7 @@ class Comparison:
         """The saturating power law of test error against x over some of this comparison's points
         (e.g. a frontier), each point's noise from its own seed variance and the test set; None
         when there are too few distinct x values."""
-        if points.empty or points[x].nunique() < scaling.MIN_THREE_PARAMETER_X:
+        if points.empty or points[x].nunique() < scaling.MIN_X:
             return None
         sd, df = None, None
         if (points["var_df"] >= 1).all():
