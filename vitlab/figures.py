@@ -94,12 +94,15 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
         ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="ViT frontier fit")
         ax.fill_between(x, low, high, color="grey", alpha=0.2, lw=0)
         ax.legend(fontsize=8)
+        ratio = fit.backtest.ratio if fit.backtest is not None else 1.0
         note = (f" Dashed: error = {fit.form} fitted to the ViT frontier (b = {fit.b:.2f}, e_inf = {fit.e_inf:.3f}), "
-                f"extrapolated to {extrapolate:g}x the largest run's compute, with its 95% parametric-bootstrap band "
-                f"({fit.kept} of {fit.n_boot} refits kept; noise: {fit.noise}).")
+                f"extrapolated to {extrapolate:g}x the largest run's compute, with its 95% band (noise: {fit.noise}; "
+                f"both forms of the law; misfit learned from back-tests). Back-test: {fit.backtest_summary()}"
+                + ("." if extrapolate <= ratio else f"; beyond {ratio:.2g}x the extrapolation is not back-tested, "
+                   "so the band there rests on the law's form alone."))
     elif len(front):
         note = (f" The ViT frontier has {front['train_flops'].nunique()} distinct compute values; a scaling law needs "
-                f"{scaling.MIN_THREE_PARAMETER_X}, so none is fitted or extrapolated.")
+                f"{scaling.MIN_X}, so none is fitted or extrapolated.")
     _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     dataset, size = runs["dataset"].iloc[0], runs["train_size"].iloc[0]
@@ -274,3 +277,26 @@ def attention_rollout_overlay(images, rollout, title: str = "Attention rollout")
     fig.suptitle(title)
     return _done(fig, f"{n} test images in the top row; below each, the same image with its attention rollout "
                       "map laid over it, brighter where the model attends.", "Mirrors the paper's Fig. 6.")
+
+
+def learning_curve(history: list[dict], title: str, extrapolate: float = 2.0):
+    """One run's training loss against images seen, the saturating power law fitted to it and
+    extrapolated, with its band and back-test; a note when there are too few epochs."""
+    try:
+        fit = scaling.learning_curve(history)
+    except ValueError as e:
+        return Missing(f"No learning-curve fit: {e}.")
+    seen = np.array([h["images_seen"] for h in history], dtype=float)
+    x = np.geomspace(seen.min(), seen.max() * extrapolate, 80)
+    low, high = fit.band(x)
+    fig, ax = _figure(title)
+    ax.plot(seen, [h["train_loss"] for h in history], "o", ms=4, label="training loss per epoch")
+    ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="fit")
+    ax.fill_between(x, low, high, color="grey", alpha=0.2, lw=0)
+    ax.set(xscale="log", xlabel="images seen", ylabel="training loss")
+    ax.legend(fontsize=8)
+    return _done(fig, f"Scatter plot of training loss against images seen over {len(history)} epochs on a log axis, "
+                      f"with a fitted curve extrapolated to {extrapolate:g}x and its band.",
+                 f"loss = {fit.form} (b = {fit.b:.2f}, e_inf = {fit.e_inf:.3f}) fitted to the epochs, with its "
+                 f"95% band (noise: {fit.noise}; both forms of the law; misfit from back-tests). Back-test: "
+                 f"{fit.backtest_summary()}.")

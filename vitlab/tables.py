@@ -14,7 +14,8 @@ AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", 
 def fits_table(df: pd.DataFrame):
     """Saturating power laws of test error against training images (each family's data-size
     study) and against compute and parameters (each ViT scaling direction), fitted to study
-    points (seed means), with 95% parametric-bootstrap intervals and the prediction at 10x."""
+    points (seed means), with 95% intervals, the prediction at 10x with its band, and each fit's
+    back-test (refitted without its largest x, scored on them in log units)."""
     sets = [(f"{model}: training set size", one_factor_study(df, "train_size", model), "train_size")
             for model in sorted(ok_runs(df)["model"].unique())]
     directions = scaling_directions(df)
@@ -32,10 +33,11 @@ def fits_table(df: pd.DataFrame):
                      "law": fit.form, "b": _interval(fit.b, fit.intervals["b"]),
                      "e_inf": _interval(fit.e_inf, fit.intervals["e_inf"]),
                      "a": f"{fit.a:.3g}", "c": f"{fit.c:.3g}",
-                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]",
-                     "bootstrap": f"{fit.kept} of {fit.n_boot} kept; noise: {fit.noise}"})
+                     "error at 10x the largest x": f"{fit.predict([top])[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]"
+                                                   + ("" if fit.supported([top])[0] else " (beyond the back-tests)"),
+                     "back-test": fit.backtest_summary(), "noise": fit.noise})
     if not rows:
-        return Missing(f"No study has runs at {scaling.MIN_THREE_PARAMETER_X} or more distinct values of data size, "
+        return Missing(f"No study has runs at {scaling.MIN_X} or more distinct values of data size, "
                        "compute or parameters: run params/data_size.yaml, params/depth.yaml or params/width.yaml to "
                        "fit scaling laws.")
     return pd.DataFrame(rows).style.hide(axis="index")
