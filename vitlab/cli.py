@@ -154,7 +154,7 @@ def cmd_results(args) -> int:
     elif args.output:
         results.export(df, args.format, args.output)
     else:  # per-image answers are for the statistics, not for reading
-        sys.stdout.write(results.export(df.drop(columns="test_correct", errors="ignore"), args.format))
+        sys.stdout.write(results.export(df.drop(columns=["test_correct", "history"], errors="ignore"), args.format))
         sys.stdout.write("\n" if args.format == "json" else "")
     return 0
 

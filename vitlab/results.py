@@ -59,6 +59,7 @@ def make_record(cfg: RunConfig, result=None, status: str | None = None, error: s
         record["train_exaflops"] = result.train_flops / 1e18
         record.update(result.transfer)
         record["test_correct"] = pack_bits(result.test_correct)
+        record["history"] = result.history  # per epoch: the learning curve scaling.learning_curve fits
     record["device"] = result.device if result is not None else None
     record["error"] = error if error is not None else getattr(result, "error", None)
     record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

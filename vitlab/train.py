@@ -268,7 +268,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
         epoch_loss = loss_sum.item() / (epoch_steps * world)
         elapsed = time.perf_counter() - train_started
-        history.append({"epoch": epoch + 1, "train_loss": epoch_loss,
+        history.append({"epoch": epoch + 1, "images_seen": steps * batch_size, "train_loss": epoch_loss,
                         "train_accuracy": correct.item() / (epoch_steps * batch_size),
                         "images_per_s": (steps * batch_size - images_before) / elapsed})
         bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
