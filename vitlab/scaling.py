@@ -205,7 +205,7 @@ def _fit_forms(x, y, sd, df, per_form, rng):
         sd = np.full(n, np.sqrt(sse[source] / df))
         noise = f"residual standard error ({df} df)"
     else:
-        noise = "given noise" + (f" ({df:g} df)" if df else "")
+        noise = "given noise" + (f" ({df:.3g} df)" if df else "")
     draws = []
     for f, free in FORMS.items():
         inflate = np.sqrt(df / rng.chisquare(df, per_form)) if df else np.ones(per_form)
