@@ -24,8 +24,8 @@ from vitlab.models import build_model
 
 
 def fill(out: Path, n_runs: int) -> None:
-    plans = [plans.load_plan(p) for p in sorted((PROJECT_ROOT / "params").glob("*.yaml"))]
-    configs = {c.run_id: c for plan in plans for c in plan.runs}
+    loaded = [plans.load_plan(p) for p in sorted((PROJECT_ROOT / "params").glob("*.yaml"))]
+    configs = {c.run_id: c for plan in loaded for c in plan.runs}
     base = list(configs.values())
     seed = 10
     while len(configs) < n_runs:
