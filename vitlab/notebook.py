@@ -14,6 +14,11 @@ from jupyter_client.manager import KernelManager
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 # Imported once when a reused kernel starts, not once per run.
 PRELOAD = "import vitlab.train, vitlab.figures"
+# A kernel binds ports its manager found free a moment earlier; with several sweeps starting
+# kernels at once another process can take one first, and the kernel dies before it answers
+# (seen once in CI as "Kernel died before replying to kernel_info"). Such a start is retried.
+KERNEL_STARTS = 3
+STARTUP_TIMEOUT_S = 300  # kernels importing torch side by side on a busy 2-core machine
 
 
 def execute_in_new_kernel(notebook: Path, output: Path, parameters: dict, progress: bool = False) -> None:
@@ -77,11 +82,23 @@ class Kernel:
                 kc.stop_channels()
                 self.km.clients.clear()
             return
-        self.close()
-        self.km = _TrackingKernelManager(kernel_name="python3")
-        self.km.start_kernel(extra_arguments=[*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines=['{PRELOAD}']"],
-                             cwd=str(self.cwd), env={**os.environ, **(self.env or {})},
-                             preexec_fn=_die_with_parent)
+        for start in range(KERNEL_STARTS):
+            self.close()
+            self.km = _TrackingKernelManager(kernel_name="python3")
+            self.km.start_kernel(extra_arguments=[*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines=['{PRELOAD}']"],
+                                 cwd=str(self.cwd), env={**os.environ, **(self.env or {})},
+                                 preexec_fn=_die_with_parent)
+            kc = self.km.client()
+            kc.start_channels()
+            try:
+                kc.wait_for_ready(timeout=STARTUP_TIMEOUT_S)
+                return
+            except RuntimeError:  # it died before answering: nothing ran in it, so start another
+                if start == KERNEL_STARTS - 1:
+                    raise
+            finally:
+                kc.stop_channels()
+                self.km.clients.clear()
 
     def close(self) -> None:
         if self.km is not None and self.km.has_kernel:
