@@ -50,7 +50,7 @@ def fill(out: Path, n_runs: int) -> None:
         result = train.TrainResult(
             status="ok", val_accuracy=1 - error + rng.normal(0, 0.01), test_accuracy=1 - error, train_loss=error, n_params=params, flops_per_image=flops,
             train_flops=compute, train_steps=steps, images_seen=batch * steps, train_time_s=10.0, wall_time_s=11.0,
-            images_per_s=batch * steps / 10.0, device="cpu", peak_memory_gib=1.0,
+            images_per_s=batch * steps / 10.0, device="cpu", peak_memory_gib=1.0, threads=2,
             transfer={"fewshot_1": 0.3, "fewshot_5": 0.5, "fewshot_10": 0.6 - error / 2, "fewshot_25": 0.7,
                       "linear_probe": 0.8 - error / 2})
         if cfg.model == "vit":

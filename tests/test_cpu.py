@@ -1,8 +1,14 @@
+import os
 import platform
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
+
+from vitlab import cpu
 
 # Each in a fresh process: these settings are for the whole process, for good.
 HEAP_AFTER_FREE = """
@@ -49,3 +55,20 @@ def denormal_survives(mode: str) -> bool:
 def test_training_processes_flush_denormals():
     assert denormal_survives("bare")
     assert not denormal_survives("train")
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat")
+def test_a_run_takes_only_the_cores_others_leave(monkeypatch):
+    """With every core busy in other processes, a run takes one thread, where torch's default
+    is one per core; with OMP_NUM_THREADS set, that decides."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        assert cpu.threads_for_run(cpu.usage_mark()) == 1
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu.threads_for_run(cpu.usage_mark()) == torch.get_num_threads()

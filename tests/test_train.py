@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from vitlab import train
 from vitlab.config import RunConfig
 from vitlab.models import build_model
 from vitlab.train import fit, schedule
@@ -128,8 +129,6 @@ def test_gradient_accumulation_gives_the_same_step():
 
 
 def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tiny_cfg, tmp_path, monkeypatch):
-    from vitlab import train
-
     cfg = RunConfig.from_dict({**tiny_cfg.to_dict(), "steps": 12, "train_size": 128, "augment": True})
     whole = fit(cfg, build_model(cfg), progress=False)
 
@@ -154,6 +153,22 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tiny_cfg
     assert resumed.history == [{**h, "images_per_s": r["images_per_s"]} for h, r in zip(whole.history, resumed.history)]
     assert (resumed.train_loss, resumed.test_accuracy) == (whole.train_loss, whole.test_accuracy)  # bitwise
     assert torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)["steps"] == 12
+
+
+def test_a_resumed_run_keeps_the_thread_count_of_its_checkpoint(tiny_cfg, tmp_path):
+    """Results differ in their last bits with the thread count, so a run resumed on a busier or
+    quieter machine goes on with the threads it started with."""
+    before = torch.get_num_threads()
+    try:
+        whole = fit(tiny_cfg, build_model(tiny_cfg), progress=False, checkpoint_dir=tmp_path)
+        state = torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)
+        assert state["threads"] == whole.threads >= 1
+        state["threads"] = other = 1 if whole.threads > 1 else 2
+        torch.save(state, tmp_path / train.CHECKPOINT_FILE)
+        resumed = fit(tiny_cfg, build_model(tiny_cfg), progress=False, checkpoint_dir=tmp_path)
+        assert resumed.threads == other == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_tensorboard_tracker_logs_each_epoch(tiny_cfg, tmp_path):

@@ -1,4 +1,5 @@
-"""Process settings that keep training on a CPU at full speed; vitlab.train applies them on import.
+"""Process settings that keep training on a CPU at full speed; vitlab.train applies them on import,
+and takes each run's thread count from the cores other processes leave it.
 
 Two costs a bare PyTorch loop pays on a CPU, measured on the ViT-Ti benchmark
 (benchmarks/train_throughput.py, 2 cores): denormal floats, which GELU tails and attention
@@ -9,7 +10,9 @@ step, so the next step page-faults it back in (5,000-13,000 faults a step, ~4% o
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
+import time
 
 import torch
 
@@ -41,3 +44,42 @@ def configure() -> None:
     """
     torch.set_flush_denormal(True)
     keep_freed_memory()
+
+
+# A run's threads are judged over at least this long: jiffies are 10 ms, and a shorter window
+# would take a passing blip for a neighbour.
+MIN_SAMPLE_S = 0.2
+
+
+def usage_mark() -> tuple[float, float, float] | None:
+    """(wall seconds, busy CPU seconds of all cores, this process's CPU seconds) now; None where
+    there is no /proc/stat (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            jiffies = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    busy = sum(jiffies) - jiffies[3] - jiffies[4]  # all but idle and iowait
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
+
+
+def threads_for_run(since: tuple[float, float, float] | None) -> int:
+    """The intra-op threads a CPU run takes: the cores other processes left free since `since`
+    (a usage_mark taken as the run started loading), at least 1 and at most the cores this
+    process may use; OMP_NUM_THREADS, where set, decides instead.
+
+    OpenMP threads spin while they wait for each other, so a run with more threads than free
+    cores stalls on every operator: beside a second run on 2 cores each fell to a fifth of its
+    speed alone, where one thread each kept two thirds (benchmarks/shared_cpu.py). The count
+    is chosen once per run and kept by its checkpoint, since results differ in their last bits
+    with the thread count and a resumed run must end as the uninterrupted one would.
+    """
+    if since is None or "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    wall = time.perf_counter() - since[0]
+    if wall < MIN_SAMPLE_S:
+        time.sleep(MIN_SAMPLE_S - wall)
+    now = usage_mark()
+    others = max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / (now[0] - since[0])
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(usable, round((os.cpu_count() or 1) - others)))

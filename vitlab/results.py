@@ -21,7 +21,7 @@ from vitlab.config import ADDED_FIELDS, RunConfig
 # The columns every record has, in display order; config fields follow run_id and status.
 METRICS = ("n_params", "flops_per_image", "train_flops", "train_exaflops", "val_accuracy", "test_accuracy",
            "fewshot_1", "fewshot_5", "fewshot_10", "fewshot_25", "linear_probe",
-           "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s", "peak_memory_gib",
+           "train_loss", "train_steps", "images_seen", "wall_time_s", "images_per_s", "threads", "peak_memory_gib",
            "resumed_from_step")
 COLUMNS = ("run_id", "status", *(f.name for f in fields(RunConfig)), *METRICS,
            "device", "error", "notes", "finished_at")

@@ -43,6 +43,7 @@ class TrainResult:
     images_per_s: float
     device: str
     peak_memory_gib: float  # measured: see memory.measured_peak
+    threads: int  # torch's intra-op threads (on a CPU: cpu.threads_for_run)
     history: list[dict] = field(default_factory=list)  # one row per epoch
     transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
@@ -85,7 +86,8 @@ CHECKPOINT_MINUTES = 10.0
 CLOCK_STEPS = 10
 
 
-def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, precision, steps, history, sums) -> None:
+def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, precision, steps, history, sums,
+                     threads) -> None:
     """The run's whole state as tensors and plain values, so that it loads with weights_only=True.
 
     Every process calls this at the same step. The epoch's running sums are summed over
@@ -98,7 +100,7 @@ def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, preci
         sums = [accelerator.reduce(t, "sum").detach().cpu() for t in sums]
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"steps": steps, "history": history,
+        state = {"steps": steps, "history": history, "threads": threads,
                  "model": accelerator.unwrap_model(model).state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": precision.scaler.state_dict() if precision.scaler else None, "sums": sums}
@@ -119,7 +121,7 @@ def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, preci
     sums = state["sums"]
     if sums is not None:  # summed over processes when saved: process 0 carries them on, the rest start at 0
         sums = tuple((t if accelerator.is_main_process else torch.zeros_like(t)).to(accelerator.device) for t in sums)
-    return state["steps"], state["history"], sums
+    return state["steps"], state["history"], sums, state.get("threads")  # none in checkpoints before vitlab kept it
 
 
 def _agreed(accelerator, flag: bool) -> bool:
@@ -187,7 +189,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     (e.g. "tensorboard", written under log_dir). Under `accelerate launch` each process takes
     its share of every batch.
     """
-    started = time.perf_counter()
+    started, usage = time.perf_counter(), cpu.usage_mark()
     set_seed(cfg.seed)
     if accelerator is None:
         accelerator = Accelerator(log_with=log_with, project_dir=str(log_dir) if log_dir else None)
@@ -223,9 +225,13 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     crops = torch.Generator(device=device)
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
-    history, steps, sums = [], 0, None
+    history, steps, sums, threads = [], 0, None, None
     if checkpoint is not None and checkpoint.is_file():
-        steps, history, sums = _load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision)
+        steps, history, sums, threads = _load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler,
+                                                         precision)
+    if device.type == "cpu":
+        torch.set_num_threads(threads or cpu.threads_for_run(usage))
+    threads = torch.get_num_threads()
     if log_with:
         accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
     status = "ok"
@@ -263,7 +269,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
                 steps % CLOCK_STEPS == 0 and _agreed(accelerator, time.perf_counter() - last_save > 60 * checkpoint_minutes))
             if due:
                 _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history,
-                                 (loss_sum, correct))
+                                 (loss_sum, correct), threads)
                 last_save = time.perf_counter()
         loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
         epoch_loss = loss_sum.item() / (epoch_steps * world)
@@ -280,7 +286,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             break
     bar.close()
     if checkpoint is not None and status == "ok":
-        _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history, None)
+        _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history, None,
+                         threads)
     if log_with:
         accelerator.end_training()
     train_time = time.perf_counter() - train_started
@@ -298,6 +305,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         train_steps=steps, images_seen=images_seen, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started,
         images_per_s=trained_here / train_time if train_time > 0 else 0.0,
-        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB, history=history, transfer=transfer,
+        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB, threads=threads,
+        history=history, transfer=transfer,
         resumed_from_step=resumed_from,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
