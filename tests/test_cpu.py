@@ -72,3 +72,29 @@ def test_a_run_takes_only_the_cores_others_leave(monkeypatch):
             p.wait()
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu.threads_for_run(cpu.usage_mark()) == torch.get_num_threads()
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat")
+def test_a_run_lowers_its_threads_when_a_neighbour_takes_the_cores(monkeypatch):
+    """A neighbour that starts mid-run: the run goes down to one thread and lists the change,
+    which its checkpoints keep."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu.ThreadShare, "CHECK_S", 0.5)
+    before = torch.get_num_threads()
+    busy = []
+    try:
+        share = cpu.ThreadShare([(0, 2)], adapt=True)
+        assert torch.get_num_threads() == 2
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+        time.sleep(0.8)
+        share.check(10)
+        assert share.changes == [(0, 2), (10, 1)] and torch.get_num_threads() == 1
+        fixed = cpu.ThreadShare([(0, 2)], adapt=False)  # on a GPU: never changed
+        time.sleep(0.8)
+        fixed.check(10)
+        assert fixed.changes == [(0, 2)] and torch.get_num_threads() == 2
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+        torch.set_num_threads(before)

@@ -162,11 +162,12 @@ def test_a_resumed_run_keeps_the_thread_count_of_its_checkpoint(tiny_cfg, tmp_pa
     try:
         whole = fit(tiny_cfg, build_model(tiny_cfg), progress=False, checkpoint_dir=tmp_path)
         state = torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)
-        assert state["threads"] == whole.threads >= 1
-        state["threads"] = other = 1 if whole.threads > 1 else 2
+        assert state["threads"] == [[0, whole.threads]] and whole.history[-1]["threads"] == whole.threads >= 1
+        other = 1 if whole.threads > 1 else 2
+        state["threads"] = [[0, whole.threads], [2, other]]  # lowered at step 2, beside a neighbour
         torch.save(state, tmp_path / train.CHECKPOINT_FILE)
         resumed = fit(tiny_cfg, build_model(tiny_cfg), progress=False, checkpoint_dir=tmp_path)
-        assert resumed.threads == other == torch.get_num_threads()
+        assert resumed.threads == whole.threads and torch.get_num_threads() == other
     finally:
         torch.set_num_threads(before)
 

@@ -63,23 +63,56 @@ def usage_mark() -> tuple[float, float, float] | None:
     return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
 
 
+def _others(since: tuple[float, float, float], now: tuple[float, float, float]) -> float:
+    """Cores other processes kept busy between two usage marks."""
+    return max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / max(now[0] - since[0], 1e-9)
+
+
+def _fitting(others: float) -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(usable, round((os.cpu_count() or 1) - others)))
+
+
 def threads_for_run(since: tuple[float, float, float] | None) -> int:
-    """The intra-op threads a CPU run takes: the cores other processes left free since `since`
-    (a usage_mark taken as the run started loading), at least 1 and at most the cores this
-    process may use; OMP_NUM_THREADS, where set, decides instead.
+    """The intra-op threads a CPU run starts with: the cores other processes left free since
+    `since` (a usage_mark taken as the run started loading), at least 1 and at most the cores
+    this process may use; OMP_NUM_THREADS, where set, decides instead.
 
     OpenMP threads spin while they wait for each other, so a run with more threads than free
     cores stalls on every operator: beside a second run on 2 cores each fell to a fifth of its
-    speed alone, where one thread each kept two thirds (benchmarks/shared_cpu.py). The count
-    is chosen once per run and kept by its checkpoint, since results differ in their last bits
-    with the thread count and a resumed run must end as the uninterrupted one would.
+    speed alone, where one thread each kept 70-80% (benchmarks/shared_cpu.py).
     """
     if since is None or "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
     wall = time.perf_counter() - since[0]
     if wall < MIN_SAMPLE_S:
         time.sleep(MIN_SAMPLE_S - wall)
-    now = usage_mark()
-    others = max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / (now[0] - since[0])
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(usable, round((os.cpu_count() or 1) - others)))
+    return _fitting(_others(since, usage_mark()))
+
+
+class ThreadShare:
+    """A CPU run's threads kept within the cores other processes leave it while it trains.
+
+    Every CHECK_S seconds the others' use is judged again and the threads are lowered, never
+    raised, if they took cores (a neighbour that starts mid-run: a run left at 2 threads beside
+    one trained at a tenth of its speed). Results differ in their last bits with the thread
+    count, so the changes, (step, threads) from the run's start, are kept by its checkpoints
+    and a resumed run starts from the last one: on an unchanging machine it ends bitwise as the
+    uninterrupted run did.
+    """
+    CHECK_S = 2.0
+
+    def __init__(self, changes: list[tuple[int, int]], adapt: bool):
+        self.changes = [tuple(c) for c in changes]
+        self.adapt = adapt and "OMP_NUM_THREADS" not in os.environ
+        self.mark = usage_mark()
+        torch.set_num_threads(self.changes[-1][1])
+
+    def check(self, step: int) -> None:
+        if not self.adapt or self.mark is None or time.perf_counter() - self.mark[0] < self.CHECK_S:
+            return
+        now = usage_mark()
+        fitting, self.mark = _fitting(_others(self.mark, now)), now
+        if fitting < torch.get_num_threads():
+            torch.set_num_threads(fitting)
+            self.changes.append((step, fitting))

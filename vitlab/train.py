@@ -43,7 +43,7 @@ class TrainResult:
     images_per_s: float
     device: str
     peak_memory_gib: float  # measured: see memory.measured_peak
-    threads: int  # torch's intra-op threads (on a CPU: cpu.threads_for_run)
+    threads: int  # torch's intra-op threads the run started with (on a CPU: cpu.threads_for_run)
     history: list[dict] = field(default_factory=list)  # one row per epoch
     transfer: dict = field(default_factory=dict)  # few-shot and linear-probe accuracies
     error: str | None = None
@@ -100,7 +100,7 @@ def _save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, preci
         sums = [accelerator.reduce(t, "sum").detach().cpu() for t in sums]
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"steps": steps, "history": history, "threads": threads,
+        state = {"steps": steps, "history": history, "threads": [list(c) for c in threads],
                  "model": accelerator.unwrap_model(model).state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": precision.scaler.state_dict() if precision.scaler else None, "sums": sums}
@@ -121,7 +121,8 @@ def _load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, preci
     sums = state["sums"]
     if sums is not None:  # summed over processes when saved: process 0 carries them on, the rest start at 0
         sums = tuple((t if accelerator.is_main_process else torch.zeros_like(t)).to(accelerator.device) for t in sums)
-    return state["steps"], state["history"], sums, state.get("threads")  # none in checkpoints before vitlab kept it
+    # (step, threads) changes so far; none in checkpoints before vitlab kept them
+    return state["steps"], state["history"], sums, state.get("threads")
 
 
 def _agreed(accelerator, flag: bool) -> bool:
@@ -229,9 +230,9 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     if checkpoint is not None and checkpoint.is_file():
         steps, history, sums, threads = _load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler,
                                                          precision)
-    if device.type == "cpu":
-        torch.set_num_threads(threads or cpu.threads_for_run(usage))
-    threads = torch.get_num_threads()
+    on_cpu = device.type == "cpu"
+    share = cpu.ThreadShare(threads or [(steps, cpu.threads_for_run(usage) if on_cpu else torch.get_num_threads())],
+                            adapt=on_cpu)
     if log_with:
         accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
     status = "ok"
@@ -263,18 +264,20 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             correct += (logits.argmax(1) == yb).sum()
             steps += 1
             bar.update()
+            share.check(steps)
             # By step count, or by process 0's clock every CLOCK_STEPS steps (one broadcast, not one per step).
             due = checkpoint is not None and steps < total_steps and (
                 steps % checkpoint_every == 0 if checkpoint_every else
                 steps % CLOCK_STEPS == 0 and _agreed(accelerator, time.perf_counter() - last_save > 60 * checkpoint_minutes))
             if due:
                 _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history,
-                                 (loss_sum, correct), threads)
+                                 (loss_sum, correct), share.changes)
                 last_save = time.perf_counter()
         loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
         epoch_loss = loss_sum.item() / (epoch_steps * world)
         elapsed = time.perf_counter() - train_started
-        history.append({"epoch": epoch + 1, "images_seen": steps * batch_size, "train_loss": epoch_loss,
+        history.append({"epoch": epoch + 1, "images_seen": steps * batch_size, "threads": torch.get_num_threads(),
+                        "train_loss": epoch_loss,
                         "train_accuracy": correct.item() / (epoch_steps * batch_size),
                         "images_per_s": (steps * batch_size - images_before) / elapsed})
         bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
@@ -287,7 +290,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     bar.close()
     if checkpoint is not None and status == "ok":
         _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history, None,
-                         threads)
+                         share.changes)
     if log_with:
         accelerator.end_training()
     train_time = time.perf_counter() - train_started
@@ -305,7 +308,8 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         train_steps=steps, images_seen=images_seen, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started,
         images_per_s=trained_here / train_time if train_time > 0 else 0.0,
-        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB, threads=threads,
+        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB,
+        threads=share.changes[0][1],
         history=history, transfer=transfer,
         resumed_from_step=resumed_from,
         error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
