@@ -90,6 +90,16 @@ def threads_for_run(since: tuple[float, float, float] | None) -> int:
     return _fitting(_others(since, usage_mark()))
 
 
+def _set_threads(n: int) -> None:
+    """torch.set_num_threads(n) only where n differs from the count now. ATen's set_num_threads
+    also turns MKL's dynamic threading off for the rest of the process: setting the count torch
+    already had (2 of 2 cores) cut the quickstart's ViT from ~4,000 to ~2,900 images/s, its
+    attention and GELU kernels 2-3x slower (torch 2.14, 2 cores). A run lowered mid-run and a
+    later run in the same kernel raised again stay in that slower state (~3,300)."""
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+
+
 class ThreadShare:
     """A CPU run's threads kept within the cores other processes leave it while it trains.
 
@@ -106,7 +116,7 @@ class ThreadShare:
         self.changes = [tuple(c) for c in changes]
         self.adapt = adapt and "OMP_NUM_THREADS" not in os.environ
         self.mark = usage_mark()
-        torch.set_num_threads(self.changes[-1][1])
+        _set_threads(self.changes[-1][1])
 
     def check(self, step: int) -> None:
         if not self.adapt or self.mark is None or time.perf_counter() - self.mark[0] < self.CHECK_S:
@@ -114,5 +124,5 @@ class ThreadShare:
         now = usage_mark()
         fitting, self.mark = _fitting(_others(self.mark, now)), now
         if fitting < torch.get_num_threads():
-            torch.set_num_threads(fitting)
+            _set_threads(fitting)
             self.changes.append((step, fitting))
