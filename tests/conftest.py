@@ -1,5 +1,6 @@
 import pytest
 
+from vitlab import results
 from vitlab.config import RunConfig
 
 # A ViT small enough to train a few steps in well under a second on a CPU.
@@ -9,3 +10,25 @@ TINY = dict(depth=1, width=16, heads=2, mlp_dim=32, patch_size=7, train_size=200
 @pytest.fixture
 def tiny_cfg() -> RunConfig:
     return RunConfig.from_dict(TINY)
+
+
+DAMAGE = ("truncated", "empty", "foreign", "list", "another run's")
+
+
+def _damage(results_dir, run_ids: list[str]) -> dict[str, str]:
+    """Damage the records of run_ids[1:] (written already), each in one way a file in runs/ goes
+    bad; run_ids[0]'s record is left whole. The damaged run ids and what each was made into."""
+    whole = results.record_path(results_dir, run_ids[0]).read_text()
+    kinds = {}
+    for run_id, kind in zip(run_ids[1:], DAMAGE):
+        path = results.record_path(results_dir, run_id)
+        text = path.read_text()
+        path.write_text({"truncated": text[:len(text) // 2], "empty": "", "foreign": '{"hello": 1}',
+                         "list": f"[{text}]", "another run's": whole}[kind])
+        kinds[run_id] = kind
+    return kinds
+
+
+@pytest.fixture
+def damage():
+    return _damage

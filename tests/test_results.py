@@ -123,3 +123,39 @@ def test_every_command_and_notebook_defaults_to_one_results_directory():
         exec(next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), namespace)
         assert namespace["results_dir"] is None, name
 
+
+
+def test_damaged_records_are_named_and_left_out_never_a_traceback_or_a_bogus_row(tmp_path, damage):
+    cfgs = [RunConfig.from_dict({"depth": d}) for d in range(1, 7)]
+    for c in cfgs:
+        results.write(tmp_path, results.make_record(c, status="failed", error="x"))
+    kinds = damage(tmp_path, [c.run_id for c in cfgs])
+    problems = {p.stem: problem for p, problem in results.damaged(tmp_path)}
+    assert set(problems) == set(kinds)
+    assert problems[cfgs[1].run_id].startswith("not valid JSON (")
+    assert {r: problems[r] for r in kinds if r != cfgs[1].run_id} == {
+                        cfgs[2].run_id: "empty file",
+                        cfgs[3].run_id: "not a vitlab record (no run_id, status, model)",
+                        cfgs[4].run_id: "a JSON list, not a record",
+                        cfgs[5].run_id: f"holds run {cfgs[0].run_id}, not {cfgs[5].run_id}"}
+    with pytest.warns(results.DamagedRecordWarning) as caught:
+        df = results.load_table(tmp_path)
+    assert df["run_id"].tolist() == [cfgs[0].run_id]
+    assert sorted(str(w.message).split(":")[0] for w in caught) == sorted(
+        str(results.record_path(tmp_path, r)) for r in kinds)
+    for run_id in kinds:
+        with pytest.warns(results.DamagedRecordWarning, match="treated as not recorded"):
+            assert results.read_record(tmp_path, run_id) is None
+
+
+def test_a_damaged_record_set_aside_keeps_every_copy(tmp_path):
+    cfg = RunConfig.from_dict({"depth": 1})
+    path = results.record_path(tmp_path, cfg.run_id)
+    for n, name in enumerate((f"{path.name}.bad", f"{path.name}.bad2")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'{{"torn": {n}')
+        with pytest.warns(results.DamagedRecordWarning, match=f"set aside as {name}; the run is trained again"):
+            assert results.read_record(tmp_path, cfg.run_id, on_damaged="set aside") is None
+        assert not path.exists() and (path.parent / name).read_text() == f'{{"torn": {n}'
+    assert results.read_record(tmp_path, cfg.run_id, on_damaged="set aside") is None  # nothing left to set aside
+    assert results.damaged(tmp_path) == []

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ def trained(stdout: str) -> set[str]:
 
 
 def leftovers(out) -> list[str]:
-    return [p.name for p in results.runs_dir(out).iterdir() if p.suffix != ".json"]  # locks, temp files
+    return [p.name for p in results.runs_dir(out).iterdir() if p.suffix != ".json"]  # locks, temp files, .bad
 
 
 def test_sigkill_part_way_then_rerun_finishes_without_retraining(params, tmp_path):
@@ -72,6 +73,46 @@ def test_sigkill_part_way_then_rerun_finishes_without_retraining(params, tmp_pat
     assert trained(log) == planned - set(before)
     assert f"{len(before)} skipped" in err
     assert leftovers(out) == []
+
+
+def test_damaged_records_never_stop_a_command_and_a_rerun_trains_their_runs_once(params, tmp_path, damage):
+    """A truncated, an empty, a foreign, a list-valued record and another run's record in runs/:
+    `vitlab results` and `vitlab report` name each in one line and finish; a rerun sweep sets each
+    aside (kept as .bad) and trains its run again, once; the next rerun trains nothing."""
+    out = tmp_path / "res"
+    assert start(params, out).wait(timeout=300) == 0
+    planned = sorted(c.run_id for c in plans.load_plan(params).runs)
+    whole = recorded(out)
+    kinds = damage(out, planned)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "vitlab.cli", *args], check=False, capture_output=True, text=True,
+                              timeout=600)
+
+    listed = cli("results", str(out))
+    assert listed.returncode == 0, listed.stderr
+    named = [line for line in listed.stderr.splitlines() if line.startswith("vitlab results: ")]
+    assert len(named) == len(kinds) and all("; skipped" in line for line in named)
+    assert {Path(line.split(": ")[1]).stem for line in named} == set(kinds)
+    assert set(re.findall(r"^([0-9a-f]{12}),", listed.stdout, re.MULTILINE)) == set(planned) - set(kinds)
+    report = cli("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert report.stderr.count("left out of the report") == len(kinds)
+    assert all(f"runs/{r}.json" in (out / "report.html").read_text() for r in kinds)
+
+    rerun = start(params, out)
+    log, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert trained(log) == set(kinds)
+    assert err.count("the run is trained again") == len(kinds) and "Traceback" not in err
+    assert sorted(p.name for p in results.runs_dir(out).glob("*.bad")) == sorted(f"{r}.json.bad" for r in kinds)
+    again = recorded(out)
+    assert set(again) == set(planned) and all(r["status"] == "ok" for r in again.values())
+    for run_id in kinds:  # retrained to the same result (bitwise on a CPU)
+        assert again[run_id]["test_accuracy"] == whole[run_id]["test_accuracy"]
+    last = start(params, out)
+    log, err = last.communicate(timeout=300)
+    assert last.returncode == 0 and trained(log) == set() and f"{len(planned)} skipped" in err
 
 
 def test_two_shards_at_once_fill_the_grid_once(params, tmp_path):

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
 from vitlab import results
 from vitlab.config import ConfigError
 from vitlab.plans import SweepError
-
 
 DIR_HELP = "results directory (default: reports/results in the project)"
 
@@ -225,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        # A damaged record skipped or set aside: one line, not a warning's source location.
+        warnings.showwarning = lambda message, category, *rest, **kw: print(
+            f"vitlab {args.command}: {message}", file=sys.stderr)
+        warnings.simplefilter("always", results.DamagedRecordWarning)
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except (SweepError, ConfigError, FileNotFoundError) as e:  # one line, no traceback

@@ -24,7 +24,7 @@ def choose_run(results_dir, run_id: str | None = None) -> str:
     whose weights were saved."""
     if run_id:
         return run_id
-    best = results.best_run(results.with_weights(results_dir, results.load_table(results_dir)))
+    best = results.best_run(results.with_weights(results_dir, results.load_table(results_dir, warn=False)))
     if best is None:
         raise FileNotFoundError(f"{results_dir}: no successful ViT run with saved weights and a validation "
                                 "accuracy to look inside; run a sweep with ViTs into it, or set run_id")

@@ -5,6 +5,7 @@ import datetime
 import html as html_text
 import platform
 import re
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,10 +33,14 @@ def coverage(results_dir: str | Path, records) -> str:
     runs = ", ".join(f"{n} {k}" for k, n in status.items()) or "none"
     devices = ", ".join(sorted(records["device"].dropna().unique())) if len(records) else "none"
     libraries = ", ".join(f"{name} {version(name)}" for name in LIBRARIES)
+    bad = results.damaged(results_dir)
     rows = [("results", f"`{Path(results_dir)}`"),
             ("params files", ", ".join(f"`{p}`" for p in params) or "none kept here (a sweep keeps a copy in params/)"),
             ("runs", f"{len(records)} ({runs})" + (f", finished {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
                                                     if days else "")),
+            *([("left out", "; ".join(f"`runs/{p.name}`: {problem}" for p, problem in bad)
+                 + " (not readable as records; a sweep sets such a file aside and trains its run again)")]
+              if bad else []),
             ("devices", devices), ("software", f"vitlab {__version__}, Python {platform.python_version()}, {libraries}"),
             ("rendered", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))]
     return "\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)])
@@ -59,6 +64,8 @@ def render(results_dir: str | Path, show_code: bool = False, progress: bool = Fa
     results_dir = Path(results_dir).resolve()
     if not (results_dir / "runs").is_dir():
         raise FileNotFoundError(f"{results_dir}: no runs/ folder here; run a sweep into it first")
+    for path, problem in results.damaged(results_dir):  # named here; the report lists them too
+        warnings.warn(f"{path}: {problem}; left out of the report", results.DamagedRecordWarning, stacklevel=2)
     executed = results_dir / "report.ipynb"
     notebook.execute_in_new_kernel(REPORT_NOTEBOOK, executed, {"results_dir": str(results_dir)}, progress)
     nb = nbformat.read(executed, as_version=4)

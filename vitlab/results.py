@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -222,15 +223,95 @@ def kept_params(results_dir: str | Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.y*ml")) if folder.is_dir() else []
 
 
-def read_record(results_dir: str | Path, run_id: str) -> dict | None:
+class DamagedRecord(ValueError):
+    """A file in runs/ that is not a readable record of the run its name says."""
+
+
+def parse_record(path: Path) -> dict:
+    """The record in path; DamagedRecord saying what is wrong where it is empty, torn, not JSON,
+    not a record, or the record of another run."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DamagedRecord("not text") from None
+    if not text.strip():
+        raise DamagedRecord("empty file")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DamagedRecord(f"not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(record, dict):
+        raise DamagedRecord(f"a JSON {type(record).__name__}, not a record")
+    missing = [k for k in ("run_id", "status", "model") if k not in record]
+    if missing:
+        raise DamagedRecord(f"not a vitlab record (no {', '.join(missing)})")
+    if record["run_id"] != path.stem:
+        raise DamagedRecord(f"holds run {record['run_id']}, not {path.stem}")
+    return record
+
+
+def damaged(results_dir: str | Path) -> list[tuple[Path, str]]:
+    """Each file in runs/ that no command reads as a record, with what is wrong with it."""
+    bad = []
+    for path in sorted(runs_dir(results_dir).glob("*.json")):
+        try:
+            parse_record(path)
+        except DamagedRecord as e:
+            bad.append((path, str(e)))
+    return bad
+
+
+class DamagedRecordWarning(UserWarning):
+    """A damaged file in runs/ was skipped or set aside (one line per file)."""
+
+
+def _warn(path: Path, problem: str, action: str) -> None:
+    warnings.warn(f"{path}: {problem}; {action}", DamagedRecordWarning, stacklevel=3)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged record out of the way, as NAME.bad (NAME.bad2, ... if taken): kept for a
+    person to look at, never read as a record again."""
+    for n in range(1, 1000):
+        target = path.with_name(f"{path.name}.bad{n if n > 1 else ''}")
+        if not target.exists():
+            os.replace(path, target)
+            return target
+    raise FileExistsError(f"{path}: too many damaged copies set aside already")
+
+
+def read_record(results_dir: str | Path, run_id: str, on_damaged: str = "warn") -> dict | None:
+    """A run's record, or None where it has none. A damaged record counts as none: with a
+    warning ("warn"), silently ("ignore"), or moved aside first ("set aside": a sweep about to
+    train the run again, holding its claim)."""
     path = record_path(results_dir, run_id)
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return parse_record(path)
+    except FileNotFoundError:
+        return None
+    except DamagedRecord as e:
+        if on_damaged == "warn":
+            _warn(path, str(e), "treated as not recorded")
+        elif on_damaged == "set aside":
+            try:
+                kept = set_aside(path)
+            except FileNotFoundError:  # set aside meanwhile, by a sweep that held the claim before
+                return read_record(results_dir, run_id, on_damaged)
+            _warn(path, str(e), f"set aside as {kept.name}; the run is trained again")
+        return None
 
 
-def load_table(results_dir: str | Path) -> pd.DataFrame:
-    """All records of a results directory as one tidy DataFrame, one row per run."""
-    # A record written before a field existed ran with that field's default.
-    records = [ADDED_FIELDS | json.loads(p.read_text()) for p in sorted(runs_dir(results_dir).glob("*.json"))]
+def load_table(results_dir: str | Path, warn: bool = True) -> pd.DataFrame:
+    """All records of a results directory as one tidy DataFrame, one row per run. Damaged files
+    are left out, each named in a DamagedRecordWarning (unless warn is False; `damaged` lists them)."""
+    records = []
+    for path in sorted(runs_dir(results_dir).glob("*.json")):
+        try:
+            # A record written before a field existed ran with that field's default.
+            records.append(ADDED_FIELDS | parse_record(path))
+        except (DamagedRecord, FileNotFoundError) as e:  # a damaged file, or one set aside meanwhile
+            if warn and isinstance(e, DamagedRecord):
+                _warn(path, str(e), "skipped")
     df = pd.DataFrame(records)
     for column in COLUMNS:
         if column not in df:

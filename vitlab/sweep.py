@@ -56,8 +56,9 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
     started = time.time()
 
-    def wanted(run_id: str) -> bool:
-        record = results.read_record(results_dir, run_id)
+    def wanted(run_id: str, claimed: bool = False) -> bool:
+        # A damaged record is a run not recorded; the sweep that claims the run sets it aside.
+        record = results.read_record(results_dir, run_id, "set aside" if claimed else "ignore")
         # With retry_failed, a run failed before this sweep began is to be run again.
         return record is None or (retry_failed and record["status"] == "failed"
                                   and results.record_path(results_dir, run_id).stat().st_mtime < started)
@@ -74,7 +75,7 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
         kernel = kernels.get()
         try:
             # Finished between our first look and the claim, by a sweep that has since let go.
-            if not wanted(cfg.run_id):
+            if not wanted(cfg.run_id, claimed=True):
                 return cfg, "skipped", None, 0.0
             pre = results.read_record(results_dir, cfg.pretrained) if cfg.pretrained else None
             if pre is not None and pre["status"] != "ok":
