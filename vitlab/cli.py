@@ -20,9 +20,9 @@ def _results_dir(args) -> Path:
 
 
 def cmd_sweep(args, render_report: bool = False) -> int:
-    from vitlab import plans, sweep
+    from vitlab import plans
 
-    plan = plans.load_plan(args.params)  # validates every run before anything trains
+    plan = plans.load_plan(args.params)  # validates every run before anything trains (and before torch loads)
     if args.set:
         plan = plans.override(plan, _set_values(args.set))
     shard = plans.parse_shard(args.shard) if args.shard else (0, 1)
@@ -30,6 +30,8 @@ def cmd_sweep(args, render_report: bool = False) -> int:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
     if args.dry_run:
         return dry_run(plan, plans.shard(plan.runs, *shard), args.workers)
+    from vitlab import sweep
+
     out = _results_dir(args)
     print(f"{plan.name}: {len(plan.runs)} runs into {out}"
           + (f", shard {args.shard}: {len(plans.shard(plan.runs, *shard))} of them" if args.shard else ""),

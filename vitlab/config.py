@@ -9,27 +9,25 @@ import re
 from dataclasses import dataclass, fields
 
 from vitlab import datasets
-from vitlab.models import HYBRID_STRIDE, POS_EMBEDS, STEMS, resnet_depth_error
+from vitlab.families import (
+    FAMILY_DEFAULTS,
+    FAMILY_FIELDS,
+    HYBRID_STRIDE,
+    MODELS,
+    POS_EMBEDS,
+    STEMS,
+    resnet_depth_error,
+)
 from vitlab.presets import PRESETS
 
-MODELS = ("vit", "resnet", "hybrid")
 POOLS = ("token", "avg")
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("cosine", "linear")
 PRECISIONS = ("fp32", "bf16", "fp16")
-# Fields that mean something only for some families; other runs store them as None
-# so that two runs differing only there share one run id.
-FAMILY_FIELDS = {
-    "vit": ("heads", "mlp_dim", "patch_size", "pool", "pos_embed", "pre_logits"),
-    "resnet": ("stem",),
-    "hybrid": ("heads", "mlp_dim", "patch_size", "pool", "pos_embed", "pre_logits", "stem", "cnn_depth", "cnn_width"),
-}
 ARCH_FIELDS = sorted(set().union(*FAMILY_FIELDS.values()))
 # Fields added after runs were first recorded, with the default those runs had: a run id hashes
 # them only when set otherwise, so every earlier run keeps its id (and its record still matches).
 ADDED_FIELDS = {"compile": False}
-# Defaults of fields that the default model (a ViT) leaves empty.
-FAMILY_DEFAULTS = {"stem": "small", "cnn_depth": 8, "cnn_width": 8}
 
 
 class ConfigError(ValueError):

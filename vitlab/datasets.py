@@ -17,14 +17,24 @@ import os
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from sklearn.model_selection import train_test_split
 
 from vitlab import PROJECT_ROOT
-from vitlab.image_files import PHOTO_SIZE, Images, OpenFile, OpenRow, cached, decode, photos, too_large
+from vitlab.image_files import (
+    PHOTO_SIZE,
+    Images,
+    OpenFile,
+    OpenRow,
+    cached,
+    decode,
+    photos,
+    too_large,
+)
+
+if TYPE_CHECKING:  # torch and scikit-learn load where data does, not where a config validates
+    import torch
 
 # The split between test set, validation set and training pool never changes with a run's seed.
 SPLIT_SEED = 0
@@ -106,6 +116,8 @@ def data_root() -> Path:
 
 def _split(x: np.ndarray, y: np.ndarray, test_size: int):
     """A fixed, stratified test split for datasets published without one."""
+    from sklearn.model_selection import train_test_split
+
     x_pool, x_test, y_pool, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED)
     return x_pool, y_pool, x_test, y_test
 
@@ -303,6 +315,8 @@ def _hf_spec(name: str) -> DatasetSpec:
 def holdout(labels: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a training pool split into (training, validation): stratified where every class
     can give an image to each side, fixed for good."""
+    from sklearn.model_selection import train_test_split
+
     index = np.arange(len(labels))
     try:
         train, val = train_test_split(index, test_size=n_val, stratify=labels, random_state=SPLIT_SEED)
@@ -323,6 +337,8 @@ def load_splits(name: str) -> Split:
         where = s.root() if s.files else name.split(":", 1)[-1]
         raise DatasetCorrupt(f"dataset {name}: the files in {where} do not read ({reason}); delete them and "
                              f"{s.how or 'copy them again'}") from None
+    import torch
+
     train, val = holdout(y_pool, s.val_count(len(y_pool)))
     x_train = x_pool[train]
     return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),

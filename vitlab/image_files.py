@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import torch
 
 # Photos of varying size are stored square at this size; a run's image_size resizes them again.
 PHOTO_SIZE = 224
@@ -25,9 +27,11 @@ def too_large(n_images: int, channels: int, size: int) -> bool:
     return n_images * channels * size * size > in_memory_bytes()
 
 
-class Images(torch.utils.data.Dataset):
+class Images:
     """One split of an image dataset, decoded one image at a time (in DataLoader workers):
-    (uint8 (C, size, size), label). open_image(i) returns the i-th PIL image."""
+    (uint8 (C, size, size), label). open_image(i) returns the i-th PIL image. A map-style dataset
+    by its methods (DataLoader asks no more), not by torch's Dataset class: this module loads
+    without torch, for configs that validate without it."""
 
     def __init__(self, open_image, labels: np.ndarray, channels: int, size: int):
         self.open_image, self.labels, self.channels, self.size = open_image, labels, channels, size
@@ -36,6 +40,8 @@ class Images(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        import torch
+
         return torch.from_numpy(to_array(self.open_image(i), self.channels, self.size)), int(self.labels[i])
 
 
@@ -70,6 +76,8 @@ def photos(paths, labels, desc: str) -> tuple[np.ndarray, np.ndarray]:
 
 def decode(images, n: int, channels: int, size: int, desc: str) -> np.ndarray:
     """PIL images to uint8 (n, channels, size, size)."""
+    from tqdm.auto import tqdm
+
     out = np.empty((n, channels, size, size), dtype=np.uint8)
     for i, im in enumerate(tqdm(images, total=n, desc=desc, unit="img", leave=False)):
         out[i] = to_array(im, channels, size)
@@ -78,6 +86,7 @@ def decode(images, n: int, channels: int, size: int, desc: str) -> np.ndarray:
 
 def to_array(im, channels: int, size: int) -> np.ndarray:
     """One PIL image to uint8 (channels, size, size): short side resized to size, centre crop."""
+    import torch
     from torchvision.transforms.functional import center_crop, resize
 
     im = im.convert("L" if channels == 1 else "RGB")
@@ -90,6 +99,8 @@ def to_array(im, channels: int, size: int) -> np.ndarray:
 def cached(folder: Path, decode_arrays) -> tuple[np.ndarray, ...]:
     """decode_arrays()'s arrays, kept in folder after the first call: decoding thousands of
     JPEGs takes minutes."""
+    import torch
+
     cache = folder / f"vitlab-{PHOTO_SIZE}px.pt"
     if cache.is_file():
         return tuple(a.numpy() for a in torch.load(cache, weights_only=True))

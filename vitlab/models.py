@@ -15,24 +15,7 @@ from timm.models.vision_transformer_hybrid import HybridEmbed
 from torch import nn
 
 from vitlab import datasets, seeds
-
-# Bottleneck blocks per stage of the BiT / ImageNet ResNets, by depth.
-BIT_LAYERS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-STEMS = ("small", "imagenet")
-POS_EMBEDS = ("learn", "learn2d", "sincos2d", "none")
-# How much a hybrid's ResNet trunk downsamples: the small stem keeps full resolution and
-# stages 2 and 3 halve it; the ImageNet stem quarters it, then stages 2 and 3 halve it.
-HYBRID_STRIDE = {"small": 4, "imagenet": 16}
-
-
-def resnet_depth_error(depth: int, stem: str) -> str | None:
-    """Why depth is not a valid ResNet depth for this stem, or None."""
-    if stem == "small" and (depth < 8 or (depth - 2) % 6):
-        return f"a small-stem ResNet has depth 6n+2 (8, 14, 20, 26, 32, 44, 56, ...), got {depth}"
-    if stem == "imagenet" and depth not in BIT_LAYERS:
-        return f"an ImageNet-stem ResNet has depth {', '.join(map(str, BIT_LAYERS))}, got {depth}"
-    return None
-
+from vitlab.families import BIT_LAYERS, HYBRID_STRIDE
 
 def create(model: str, image_size: int, channels: int, num_classes: int, depth: int, width: int,
            heads: int | None = None, mlp_dim: int | None = None, patch_size: int | None = None,

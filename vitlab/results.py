@@ -11,10 +11,13 @@ import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import torch
+
+if TYPE_CHECKING:  # loaded where weights and tables are, not where the command parses its arguments
+    import pandas as pd
+    import torch
 
 from vitlab import PROJECT_ROOT
 from vitlab.config import ADDED_FIELDS, RunConfig
@@ -100,6 +103,8 @@ def weights_path(results_dir: str | Path, run_id: str) -> Path:
 
 def save_weights(results_dir: str | Path, run_id: str, model: torch.nn.Module) -> Path:
     """The trained model's state dict, written atomically beside the records (tensors only)."""
+    import torch
+
     path = weights_path(results_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -141,6 +146,8 @@ def finish(results_dir: str | Path, cfg: RunConfig, model: torch.nn.Module, resu
 
 def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.nn.Module]:
     """A recorded run's config and its trained model, in eval mode on the CPU."""
+    import torch
+
     from vitlab.models import build_model
 
     record = read_record(results_dir, run_id)
@@ -158,6 +165,8 @@ def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.n
 
 def pretrained_weights(results_dir: str | Path, run_id: str) -> dict[str, torch.Tensor]:
     """The trained weights of a recorded run that a fine-tuning run starts from."""
+    import torch
+
     path = weights_path(results_dir, run_id)
     if read_record(results_dir, run_id) is None or not path.is_file():
         raise FileNotFoundError(f"pretrained: run {run_id} has no record with weights in {results_dir}; "
@@ -304,6 +313,8 @@ def read_record(results_dir: str | Path, run_id: str, on_damaged: str = "warn") 
 def load_table(results_dir: str | Path, warn: bool = True) -> pd.DataFrame:
     """All records of a results directory as one tidy DataFrame, one row per run. Damaged files
     are left out, each named in a DamagedRecordWarning (unless warn is False; `damaged` lists them)."""
+    import pandas as pd
+
     records = []
     for path in sorted(runs_dir(results_dir).glob("*.json")):
         try:
