@@ -9,15 +9,8 @@ import re
 from dataclasses import dataclass, fields
 
 from vitlab import datasets
-from vitlab.families import (
-    FAMILY_DEFAULTS,
-    FAMILY_FIELDS,
-    HYBRID_STRIDE,
-    MODELS,
-    POS_EMBEDS,
-    STEMS,
-    resnet_depth_error,
-)
+from vitlab.families import (FAMILY_DEFAULTS, FAMILY_FIELDS, HYBRID_STRIDE, MODELS, POS_EMBEDS, STEMS,
+                             resnet_depth_error)
 from vitlab.presets import PRESETS
 
 POOLS = ("token", "avg")

@@ -22,16 +22,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from vitlab import PROJECT_ROOT
-from vitlab.image_files import (
-    PHOTO_SIZE,
-    Images,
-    OpenFile,
-    OpenRow,
-    cached,
-    decode,
-    photos,
-    too_large,
-)
+from vitlab.image_files import PHOTO_SIZE, Images, OpenFile, OpenRow, cached, decode, photos, too_large
 
 if TYPE_CHECKING:  # torch and scikit-learn load where data does, not where a config validates
     import torch
@@ -338,16 +329,13 @@ def load_splits(name: str) -> Split:
         raise DatasetCorrupt(f"dataset {name}: the files in {where} do not read ({reason}); delete them and "
                              f"{s.how or 'copy them again'}") from None
     import torch
-
     train, val = holdout(y_pool, s.val_count(len(y_pool)))
     x_train = x_pool[train]
-    return Split(torch.from_numpy(x_train), torch.from_numpy(y_pool[train]),
-                 torch.from_numpy(x_pool[val]), torch.from_numpy(y_pool[val]),
-                 torch.from_numpy(x_test), torch.from_numpy(y_test), *pixel_stats(x_train))
+    return Split(*map(torch.from_numpy, (x_train, y_pool[train], x_pool[val], y_pool[val], x_test, y_test)),
+                 *pixel_stats(x_train))
 
 
-# Pixels converted to float at a time by pixel_stats: 4 MB.
-_STATS_CHUNK = 1 << 20
+_STATS_CHUNK = 1 << 20  # pixels converted to float at a time by pixel_stats: 4 MB
 
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
