@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vitlab import files
+
 if TYPE_CHECKING:
     import torch
 
@@ -105,7 +107,5 @@ def cached(folder: Path, decode_arrays) -> tuple[np.ndarray, ...]:
     if cache.is_file():
         return tuple(a.numpy() for a in torch.load(cache, weights_only=True))
     arrays = decode_arrays()
-    tmp = cache.with_suffix(".tmp")
-    torch.save(tuple(torch.from_numpy(a) for a in arrays), tmp)
-    os.replace(tmp, cache)
+    files.write_whole(cache, lambda tmp: torch.save(tuple(torch.from_numpy(a) for a in arrays), tmp))
     return arrays

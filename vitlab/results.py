@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +18,7 @@ if TYPE_CHECKING:  # loaded where weights and tables are, not where the command 
     import pandas as pd
     import torch
 
-from vitlab import PROJECT_ROOT
+from vitlab import PROJECT_ROOT, files
 from vitlab.config import ADDED_FIELDS, RunConfig
 
 # The columns every record has, in display order; config fields follow run_id and status.
@@ -81,20 +80,8 @@ def unpack_bits(text: str, n: int) -> np.ndarray:
 
 
 def write(results_dir: str | Path, record: dict) -> Path:
-    """Write atomically (temp file, then rename) so a reader never sees a torn record."""
-    path = record_path(results_dir, record["run_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record['run_id']}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a record whole or not at all, so that a reader never sees a torn one."""
+    return files.write_text(record_path(results_dir, record["run_id"]), json.dumps(record, indent=1, sort_keys=False))
 
 
 def weights_path(results_dir: str | Path, run_id: str) -> Path:
@@ -105,12 +92,8 @@ def save_weights(results_dir: str | Path, run_id: str, model: torch.nn.Module) -
     """The trained model's state dict, written atomically beside the records (tensors only)."""
     import torch
 
-    path = weights_path(results_dir, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
-    return path
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return files.write_whole(weights_path(results_dir, run_id), lambda tmp: torch.save(weights, tmp))
 
 
 def checkpoint_dir(results_dir: str | Path, run_id: str) -> Path:
@@ -209,10 +192,7 @@ def add_tune_axes(results_dir: str | Path, axes) -> None:
     known = tune_axes(results_dir)
     merged = [*known, *(a for a in axes if a not in known)]
     if len(merged) > len(known):
-        path = Path(results_dir) / TUNE_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"axes": merged}))
-        os.replace(tmp, path)
+        files.write_text(Path(results_dir) / TUNE_FILE, json.dumps({"axes": merged}))
 
 
 PARAMS_DIR = "params"
@@ -220,11 +200,8 @@ PARAMS_DIR = "params"
 
 def keep_params(results_dir: str | Path, params: str | Path) -> None:
     """A copy of a sweep's params file beside its records, for the report to name what it covers."""
-    params, folder = Path(params), Path(results_dir) / PARAMS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{params.name}.{os.getpid()}.tmp"
-    shutil.copyfile(params, tmp)
-    os.replace(tmp, folder / params.name)
+    params = Path(params)
+    files.write_whole(Path(results_dir) / PARAMS_DIR / params.name, lambda tmp: shutil.copyfile(params, tmp))
 
 
 def kept_params(results_dir: str | Path) -> list[str]:
