@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitlab import PROJECT_ROOT, datasets, plans, report, results, train
+from vitlab import PROJECT_ROOT, datasets, plans, report, results, step, train
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.models import build_model
@@ -44,7 +44,7 @@ def fill(out: Path, n_runs: int) -> None:
             channels = datasets.spec(cfg.dataset).channels
             measured[key] = (n_params(model), forward_flops(model, (channels, cfg.input_size, cfg.input_size)))
         params, flops = measured[key]
-        batch, _, steps = train.budget(cfg)
+        batch, _, steps = step.budget(cfg)
         compute = TRAIN_FLOPS_PER_FORWARD * flops * batch * steps
         error = float(np.clip(3.0 * (compute / 1e9) ** -0.35 + 0.03 + rng.normal(0, 0.01), 0.01, 0.9))
         result = train.TrainResult(

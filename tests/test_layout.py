@@ -1,5 +1,6 @@
 """The layout shows the architecture: README's module table is the tree, and modules stay small."""
 import ast
+import graphlib
 import re
 
 from vitlab import PROJECT_ROOT
@@ -23,3 +24,27 @@ def test_every_module_is_small_or_says_why():
         assert doc, f"{name}.py has no opening docstring"
         lines = source.count("\n")
         assert lines <= MAX_LINES or "Longer than" in doc, f"{name}.py: {lines} lines and no reason given"
+
+
+def imports(name: str) -> set[str]:
+    """The vitlab modules a module imports, at its top or inside its functions."""
+    found = set()
+    for node in ast.walk(ast.parse((PROJECT_ROOT / "vitlab" / f"{name}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "vitlab":
+            found |= {a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vitlab."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("vitlab.")}
+    return found - {name}
+
+
+def test_imports_run_one_way():
+    """No circle among vitlab's modules, not even through an import inside a function (memory
+    and train once imported each other; the training step they share is its own module now)."""
+    graph = {name: imports(name) for name in MODULES}
+    assert graph["memory"] >= {"step"} and "train" not in graph["memory"]
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as e:
+        raise AssertionError(f"import circle: {' -> '.join(e.args[1])}") from None

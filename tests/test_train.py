@@ -6,7 +6,8 @@ import torch
 from vitlab import train
 from vitlab.config import RunConfig
 from vitlab.models import build_model
-from vitlab.train import fit, schedule
+from vitlab.step import schedule
+from vitlab.train import fit
 
 
 def test_fit_trains_evaluates_and_accounts_compute(tiny_cfg):
@@ -63,7 +64,7 @@ def test_linear_decay_and_sgd_and_bf16_train(tiny_cfg):
 
 
 def test_sgd_has_momentum_and_adamw_the_papers_betas(tiny_cfg):
-    from vitlab.train import make_optimizer
+    from vitlab.step import make_optimizer
 
     sgd, _ = make_optimizer(build_model(tiny_cfg), RunConfig.from_dict({**tiny_cfg.to_dict(), "optimizer": "sgd"}), 10)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
@@ -78,7 +79,7 @@ def test_no_position_embedding_variant_gets_weight_decay(pos_embed):
     """Found by reading: learn2d's row and column tables were decayed while timm exempts the 1-D
     pos_embed, so Table 8 compared regularisers as much as embeddings."""
     from vitlab.models import position_parameters
-    from vitlab.train import make_optimizer
+    from vitlab.step import make_optimizer
 
     cfg = RunConfig.from_dict({"pos_embed": pos_embed, "weight_decay": 0.1})
     model = build_model(cfg)

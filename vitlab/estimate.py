@@ -9,10 +9,11 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vitlab import datasets, train
+from vitlab import cpu, datasets
 from vitlab.config import RunConfig
 from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.models import build_model
+from vitlab.step import budget, make_optimizer, step
 
 # Seconds a sweep spends outside training: once per worker to start a kernel and import
 # torch, timm and vitlab; then per run papermill, the namespace reset, data and the record.
@@ -38,11 +39,12 @@ class Estimate:
 
 def estimate(runs, accelerator: Accelerator | None = None, progress: bool = True) -> list[Estimate]:
     """Time a few real training steps of each distinct model shape, on random images, and extrapolate."""
+    cpu.configure()  # timed with the settings a run trains with
     accelerator = accelerator or Accelerator()
     timed: dict[tuple, tuple[int, int, float]] = {}
     out = []
     for cfg in tqdm(runs, desc="calibrating", unit="run", disable=not progress):
-        batch_size, _, total_steps = train.budget(cfg)
+        batch_size, _, total_steps = budget(cfg)
         key = (json.dumps(cfg.arch(), sort_keys=True), cfg.dataset, cfg.input_size, batch_size)
         if key not in timed:
             timed[key] = _calibrate(cfg, batch_size, accelerator)
@@ -66,15 +68,15 @@ def _calibrate(cfg: RunConfig, batch_size: int, accelerator: Accelerator) -> tup
     small = max(1, min(batch_size, int(CALIBRATION_FLOPS / (TRAIN_FLOPS_PER_FORWARD * flops))))
     # Not accelerator.prepare(): the accelerator would keep every calibrated model alive.
     model.to(accelerator.device)
-    optimizer, scheduler = train.make_optimizer(model, cfg, CALIBRATION_STEPS + 1)
+    optimizer, scheduler = make_optimizer(model, cfg, CALIBRATION_STEPS + 1)
     x = torch.randn(small, *shape, device=accelerator.device)
     y = torch.randint(0, spec.num_classes, (small,), device=accelerator.device)
     model.train()
-    train.step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)  # warm-up
+    step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)  # warm-up
     _sync(accelerator)
     started = time.perf_counter()
     for _ in range(CALIBRATION_STEPS):
-        train.step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)
+        step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)
     _sync(accelerator)
     seconds = (time.perf_counter() - started) / CALIBRATION_STEPS
     return params, flops, seconds * batch_size / small

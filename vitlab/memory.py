@@ -23,6 +23,7 @@ from vitlab import data, datasets
 from vitlab.config import ConfigError, RunConfig
 from vitlab.data import eval_batch
 from vitlab.models import build_model
+from vitlab.step import MixedPrecision, budget, make_optimizer, step
 
 GiB = 2 ** 30
 # What a CUDA process holds on its GPU beyond its tensors (the context and cuBLAS/cuDNN
@@ -131,8 +132,6 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    from vitlab.train import MixedPrecision, make_optimizer, step  # train imports this module
-
     spec = datasets.spec(cfg.dataset)
     with torch.device("meta"):  # shapes only: no initialisation to run
         model = build_model(cfg)
@@ -178,7 +177,7 @@ def _tracked_peak(cfg: RunConfig, device: torch.device) -> tuple[int, int, int]:
 def estimate(cfg: RunConfig, device: torch.device | None = None, processes: int = 1) -> MemoryEstimate:
     """The peak memory of one process of a run on device (default: where it would train)."""
     device = device or default_device()
-    micro_batch = min(cfg.batch_size, cfg.train_size) // processes // cfg.grad_accum
+    micro_batch = budget(cfg)[0] // processes // cfg.grad_accum
     training, scaling, evaluation = _tracked_peak(_shape_only(cfg, max(1, micro_batch)), device)
     base = CUDA_CONTEXT_BYTES if device.type == "cuda" else _PROCESS_BYTES
     return MemoryEstimate(cfg.run_id, str(device), capacity(device), training, scaling, evaluation,
@@ -220,7 +219,7 @@ def check(cfg: RunConfig, device: torch.device | None = None, processes: int = 1
     grad_accum or a smaller batch. Runs far from the limit by a quick bound pass at once (None);
     the others are estimated in full (returned)."""
     device = device or default_device()
-    micro_batch = max(1, min(cfg.batch_size, cfg.train_size) // processes // cfg.grad_accum)
+    micro_batch = max(1, budget(cfg)[0] // processes // cfg.grad_accum)
     base = CUDA_CONTEXT_BYTES if device.type == "cuda" else _PROCESS_BYTES
     if base + held_bytes(cfg, device) + _upper_bound(_shape_only(cfg, micro_batch)) <= capacity(device) / 2:
         return None
