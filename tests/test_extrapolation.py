@@ -41,6 +41,7 @@ def coverages():
         return dict(zip(CASES, pool.map(coverage, CASES)))
 
 
+@pytest.mark.slow  # 32 designs x hundreds of simulated fits: about 2 minutes on 2 cores
 @pytest.mark.parametrize("case", CASES, ids=[f"{law}-{points}-{'given' if told else 'residual'}"
                                               for law, points, told in CASES])
 def test_band_at_ten_times_the_largest_x_covers_the_truth(coverages, case):
