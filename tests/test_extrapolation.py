@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_verdicts import VIT, runs
+from tests.helpers import VIT, runs
 from vitlab import scaling, tables
 
 # True laws a (x + c)^-b + e_inf on 250-3,500 images, noise sd 0.01, extrapolated to 35,000.

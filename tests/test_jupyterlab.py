@@ -13,7 +13,7 @@ import urllib.request
 import nbformat
 import pytest
 
-from tests.test_slurm import free_port
+from tests.helpers import free_port
 from vitlab import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow,

@@ -48,3 +48,10 @@ def test_imports_run_one_way():
         list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as e:
         raise AssertionError(f"import circle: {' -> '.join(e.args[1])}") from None
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/helpers.py or conftest.py, so a test file runs alone."""
+    offenders = [p.name for p in (PROJECT_ROOT / "tests").glob("test_*.py")
+                 if re.search(r"^(from tests\.test_|import tests\.test_)", p.read_text(), re.MULTILINE)]
+    assert offenders == []

@@ -5,7 +5,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_sweep_runs import recorded, trained
+from tests.helpers import free_port, recorded, trained
 from vitlab import PROJECT_ROOT, plans, results
 
 pytestmark = [pytest.mark.slow,
@@ -49,13 +48,6 @@ CommunicationParameters=NoInAddrAny
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from tests.test_verdicts import RESNET, VIT, runs
+from tests.helpers import RESNET, VIT, runs
 from vitlab import stats, studies
 from vitlab.plans import load_plan
 

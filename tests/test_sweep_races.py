@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from tests.test_sweep_runs import recorded, start, trained
+from tests.helpers import recorded, start, trained
 from vitlab import claims, plans, results, sweep
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,4 @@
 """Sweeps under stress: SIGKILL and resume, shards and duplicate sweeps at once, workers, kernel reuse."""
-import json
 import os
 import re
 import signal
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import recorded, start, trained
 from vitlab import plans, results, sweep
 
 pytestmark = pytest.mark.slow
@@ -27,21 +27,6 @@ def params(tmp_path):
     path = tmp_path / "stress.yaml"
     path.write_text(PARAMS)
     return path
-
-
-def start(params, out, *extra, threads=None):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
-    return subprocess.Popen([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--results", str(out),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def recorded(out) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in results.runs_dir(out).glob("*.json")}
-
-
-def trained(stdout: str) -> set[str]:
-    """Run ids a sweep process reports (one line each on stdout) having trained."""
-    return set(re.findall(r"^([0-9a-f]{12}) +ok ", stdout, re.M))
 
 
 def leftovers(out) -> list[str]:

@@ -11,25 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
+from tests.helpers import HYBRID, RESNET, VIT, runs
 from vitlab import figures, studies, verdicts
-from vitlab.config import RunConfig
 from vitlab.studies import scaling_directions, two_factor_study
-
-VIT = dict(model="vit", depth=4, width=64, heads=4, mlp_dim=128, patch_size=7, steps=600)
-RESNET = dict(model="resnet", depth=8, width=8, steps=600)
-HYBRID = dict(model="hybrid", depth=2, width=32, heads=2, mlp_dim=64, patch_size=1, steps=600)
-
-
-def runs(*specs) -> pd.DataFrame:
-    """Records from (config overrides, test accuracy, training FLOPs[, val accuracy]) tuples;
-    validation accuracy is the test accuracy unless given."""
-    rows = []
-    for overrides, accuracy, flops, *val in specs:
-        cfg = RunConfig.from_dict(overrides)
-        rows.append({"run_id": cfg.run_id, "status": "ok", **cfg.to_dict(), "test_accuracy": accuracy,
-                     "val_accuracy": val[0] if val else accuracy, "train_flops": flops,
-                     "n_params": 1000 * cfg.depth * (cfg.width or 1)})
-    return pd.DataFrame(rows)
 
 
 def seeds(base, accuracy, flops=1e12, n=3, spread=0.004):
