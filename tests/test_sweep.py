@@ -64,6 +64,23 @@ def test_malformed_params_give_one_line_errors(case, tmp_path):
     assert message.startswith(str(p)) and expected in message and "\n" not in message
 
 
+@pytest.mark.parametrize(("base", "field"), [("{depht: 2}", "depht"), ("{model: resnet, depth: 4}", "depth")])
+def test_a_bad_field_in_base_is_reported_at_base_not_at_a_run(tmp_path, base, field):
+    """It was reported at `sweeps[0] run 1 (depth=1)`, a run the user never wrote."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"base: {base}\nsweeps:\n  - grid: {{seed: [0, 1]}}\n")
+    with pytest.raises(SweepError) as err:
+        load_plan(p)
+    assert str(err.value).startswith(f"{p}: base: {field}: ")
+
+
+def test_a_bad_value_a_run_sets_is_reported_at_that_run(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + "sweeps:\n  - grid: {depth: [1, 0]}\n")
+    with pytest.raises(SweepError, match=r": sweeps\[0\] run 2 \(depth=0\): depth: must be >= 1"):
+        load_plan(p)
+
+
 def test_missing_params_file(tmp_path):
     with pytest.raises(SweepError, match="no such params file"):
         load_plan(tmp_path / "absent.yaml")

@@ -89,7 +89,7 @@ def load_plan(path: str | Path) -> Plan:
                     values = {**values, "pretrained": RunConfig.from_dict({**base, **values["pretrained"]}).run_id}
                 cfg = RunConfig.from_dict(values)
             except ConfigError as e:
-                raise SweepError(f"{where}: {desc}: {e}") from None
+                raise SweepError(f"{where}: {_blame(base, e, desc)}: {e}") from None
             if cfg.run_id in seen:
                 raise SweepError(f"{where}: {desc}: duplicate run (the same config appears twice in {label})")
             seen.add(cfg.run_id)
@@ -149,6 +149,17 @@ def _expand(where: str, label: str, base: dict, block: dict) -> list[dict]:
             for row in zip_rows:
                 out.append({**base, **run, **dict(zip(grid, combo)), **row})
     return out
+
+
+def _blame(base: dict, error: ConfigError, run: str) -> str:
+    """Where a run's bad field was written: `base` when base alone is refused on the same field
+    (a misspelt or bad value there, not a run's), else the run."""
+    try:
+        RunConfig.from_dict(base)
+    except ConfigError as e:
+        if e.field == error.field:
+            return "base"
+    return run
 
 
 def _mapping(where: str, label: str, value) -> dict:
