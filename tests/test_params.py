@@ -1,4 +1,5 @@
 """The shipped params files: each expands, validates and dry-runs on this machine."""
+import os
 import re
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(path, tmp_path):
     plan = load_plan(path)
     lines = proc.stdout.splitlines()
     assert all(any(line.startswith(c.run_id) for line in lines) for c in plan.runs)
-    total = re.search(rf"^{plan.name}: {len(plan.runs)} runs, [\d.e+-]+ train PFLOPs, estimated ([\d.]+) (s|min|h)",
+    total = re.search(rf"^{plan.name}: {len(plan.runs)} runs, 0 recorded in \S+, {len(plan.runs)} to train: "
+                      r"[\d.e+-]+ train PFLOPs, estimated ([\d.]+) (s|min|h)",
                       proc.stdout, re.M)
     assert total and float(total[1]) > 0
     assert not (tmp_path / "res").exists()
@@ -63,3 +65,42 @@ def test_a_sweep_without_its_data_fails_in_one_line_before_training(tmp_path, mo
     last = proc.stderr.strip().splitlines()[-1]
     assert "dataset cifar100:" in last and "cifar-100-python not found" in last and "download it" in last
     assert not list((tmp_path / "r").rglob("*.json"))
+
+
+TINY = ("name: tiny\nbase: {dataset: DATASET, depth: 1, width: 16, heads: 2, mlp_dim: 32, patch_size: 4, "
+        "train_size: 200, steps: 2}\ngrid: {seed: [0, 1, 2]}\n")
+
+
+def dry_run(params, out, env=None):
+    return subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--dry-run", "--results", str(out)],
+                          capture_output=True, text=True, env=env, check=False)
+
+
+def test_a_dry_run_counts_recorded_runs_and_estimates_only_the_rest(tmp_path):
+    """After a sweep it said "19 runs ... estimated 4.4 h" where a rerun trains nothing."""
+    from vitlab import results
+
+    params = tmp_path / "tiny.yaml"
+    params.write_text(TINY.replace("DATASET", "digits"))
+    runs = load_plan(params).runs
+    out = tmp_path / "res"
+    for cfg in runs[:2]:
+        results.write(out, results.make_record(cfg, status="failed", error="x"))
+    proc = dry_run(params, out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"tiny: 3 runs, 2 recorded in {out}, 1 to train: " in proc.stdout
+    assert [c.run_id for c in runs if re.search(rf"^{c.run_id} ", proc.stdout, re.M)] == [runs[2].run_id]
+    results.write(out, results.make_record(runs[2], status="failed", error="x"))
+    proc = dry_run(params, out)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"tiny: 3 runs, 3 recorded in {out}, 0 to train: nothing to train"
+
+
+def test_a_dry_run_says_the_sweep_would_refuse_a_missing_dataset(tmp_path):
+    """It printed a plan and exited 0; only the real sweep refused."""
+    params = tmp_path / "tiny.yaml"
+    params.write_text(TINY.replace("DATASET", "cifar10"))
+    proc = dry_run(params, tmp_path / "res", env={**os.environ, "VITLAB_DATA": str(tmp_path / "empty")})
+    assert proc.returncode == 1, proc.stderr
+    refused = [line for line in proc.stdout.splitlines() if line.startswith("refused: ")]
+    assert len(refused) == 1 and "dataset cifar10:" in refused[0] and "not found" in refused[0]
+    assert not (tmp_path / "res").exists()

@@ -29,7 +29,7 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     if args.workers < 1:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
     if args.dry_run:
-        return dry_run(plan, plans.shard(plan.runs, *shard), args.workers)
+        return dry_run(plan, plans.shard(plan.runs, *shard), args.workers, _results_dir(args))
     from vitlab import sweep
 
     out = _results_dir(args)
@@ -47,29 +47,36 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     return 1 if counts.get("failed") else 0
 
 
-def dry_run(plan, runs, workers: int) -> int:
-    """Print each run's parameters, size, compute, peak memory and estimated time; train nothing.
-    Returns 1 if a run cannot fit its device."""
+def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
+    """Print each run still to train with its parameters, size, compute, peak memory and estimated
+    time, and the runs already recorded in results_dir (a rerun skips them); train nothing.
+    Returns 1 where the real sweep would refuse: a dataset missing, a run that cannot fit."""
     import pandas as pd
 
-    from vitlab import estimate, memory
+    from vitlab import estimate, memory, plans
 
-    peaks = [memory.estimate(cfg) for cfg in runs]
-    estimates = estimate.estimate(runs)
-    configs = [cfg.to_dict() for cfg in runs]
+    recorded = [cfg for cfg in runs if results.read_record(results_dir, cfg.run_id, "ignore")]
+    todo = [cfg for cfg in runs if cfg not in recorded]
+    counts = f"{len(runs)} runs, {len(recorded)} recorded in {results_dir}, {len(todo)} to train"
+    if not todo:
+        print(f"{plan.name}: {counts}: nothing to train")
+        return 0
+    peaks = [memory.estimate(cfg) for cfg in todo]
+    estimates = estimate.estimate(todo)
+    configs = [cfg.to_dict() for cfg in todo]
     usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
     table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
                            "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
                            "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds),
                            "peak memory": _size(m.peak) + ("" if m.fits() else " (!)")}
-                          for cfg, e, m in zip(runs, estimates, peaks)]).to_string(index=False).splitlines()
+                          for cfg, e, m in zip(todo, estimates, peaks)]).to_string(index=False).splitlines()
     print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
     print(table[0] + "  differs from the usual values")
     for line, values in zip(table[1:], configs):
         print(line + "  " + (", ".join(f"{k}={v}" for k, v in values.items()
                                        if json.dumps(v) != usual[k] and v is not None) or "-"))
     total = estimate.STARTUP_S + sum(e.seconds for e in estimates) / workers
-    print(f"{plan.name}: {len(runs)} runs, {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
+    print(f"{plan.name}: {counts}: {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
           f"estimated {_duration(total)} on this machine"
           + (f" with {workers} workers" if workers > 1 else "")
           + " (training calibrated here)")
@@ -79,13 +86,14 @@ def dry_run(plan, runs, workers: int) -> int:
           f"(run {top.run_id}: weights, gradients and optimizer state {_size(top.training - top.per_micro_batch)}, "
           f"activations {_size(top.per_micro_batch)} at {top.micro_batch} images a micro-batch, evaluation "
           f"{_size(top.evaluation)}, images held {_size(top.data)}, the process {_size(top.base)})")
-    refused = 0
-    for cfg in runs:
+    refused = [f"refused: {line}" for line in plans.missing_data(plan, todo)]
+    for cfg in todo:
         try:
             memory.check(cfg, device)
         except ConfigError as e:
-            print(f"refused: {e}")
-            refused += 1
+            refused.append(f"refused: {e}")
+    for line in refused:
+        print(line)
     return 1 if refused else 0
 
 

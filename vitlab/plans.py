@@ -181,6 +181,20 @@ def describe(values: dict, base: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in changed.items())
 
 
+def missing_data(plan: Plan, runs) -> list[str]:
+    """One line for each dataset the runs need that is not on this machine (what to do about it
+    included): a sweep refuses to start, a dry run says it would."""
+    from vitlab import datasets
+
+    lines = []
+    for name in sorted({cfg.dataset for cfg in runs}):
+        try:
+            datasets.spec(name).check_available()
+        except datasets.DatasetMissing as e:
+            lines.append(f"{plan.path}: {e}")
+    return lines
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'I/N' -> (I, N): the I-th of N slices, I counted from 0 as SLURM array task ids are."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)

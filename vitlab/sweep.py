@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from vitlab import datasets, memory, notebook, results
+from vitlab import memory, notebook, results
 from vitlab.claims import Claims
 from vitlab.claims import holder as claims_holder
 from vitlab.config import ConfigError, RunConfig
-from vitlab.plans import Plan, SweepError, describe, shard
+from vitlab.plans import Plan, SweepError, describe, missing_data, shard
 
 
 def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool = True,
@@ -32,11 +32,8 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
     """
     results_dir = Path(results_dir or results.DEFAULT_DIR).resolve()
     runs = shard(plan.runs, *shard_spec)
-    for name in sorted({cfg.dataset for cfg in runs}):  # before anything trains
-        try:
-            datasets.spec(name).check_available()
-        except datasets.DatasetMissing as e:
-            raise SweepError(f"{plan.path}: {e}") from None
+    for line in missing_data(plan, runs):  # before anything trains
+        raise SweepError(line)
     planned = {cfg.run_id: cfg for cfg in plan.runs}
     for cfg in runs:
         if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
