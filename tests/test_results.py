@@ -159,3 +159,44 @@ def test_a_damaged_record_set_aside_keeps_every_copy(tmp_path):
         assert not path.exists() and (path.parent / name).read_text() == f'{{"torn": {n}'
     assert results.read_record(tmp_path, cfg.run_id, on_damaged="set aside") is None  # nothing left to set aside
     assert results.damaged(tmp_path) == []
+
+
+def test_integer_fields_are_written_as_integers(tmp_path):
+    """A ResNet's empty heads made the column float: `--format json` wrote "heads": 2.0."""
+    for cfg in (RunConfig.from_dict({"depth": 1}), RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 8})):
+        results.write(tmp_path, results.make_record(cfg, status="failed", error="x"))
+    df = results.load_table(tmp_path)
+    rows = {r["model"]: r for r in json.loads(results.export(df, "json"))}
+    assert rows["vit"]["heads"] == 4 and isinstance(rows["vit"]["heads"], int) and rows["resnet"]["heads"] is None
+    assert ",4,128,7," in results.export(df, "csv")
+
+
+def test_results_in_a_terminal_is_a_table_of_what_varies_and_csv_in_a_pipe(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    for depth in (2, 1, 3):
+        results.write(tmp_path, results.make_record(RunConfig.from_dict({"depth": depth}), status="failed", error="x"))
+    command = [sys.executable, "-m", "vitlab.cli", "results", str(tmp_path)]
+    leader, follower = pty.openpty()
+    proc = subprocess.run(command, stdout=follower, stderr=subprocess.PIPE, check=False, timeout=120)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    lines = out.decode().replace("\r", "").strip().splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0].split() == ["run_id", "depth", "status", "val_accuracy", "test_accuracy", "n_params",
+                                "train_flops", "wall_time_s"]
+    assert [line.split()[1] for line in lines[1:]] == ["1", "2", "3"]  # sorted by what varies
+    piped = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    assert piped.stdout.startswith("run_id,status,model,")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections import Counter
@@ -157,6 +158,13 @@ def cmd_results(args) -> int:
     if not results.runs_dir(args.results_dir).is_dir():
         raise SweepError(f"{args.results_dir}: no runs/ folder here; run a sweep into it first")
     df = results.load_table(args.results_dir)
+    fmt = args.format or ("table" if sys.stdout.isatty() and not args.output else "csv")
+    if fmt == "table":
+        if args.output:
+            raise SweepError("--format table: for reading in a terminal; use csv, json or parquet with --output")
+        print(results.terminal_table(df) if len(df) else "no runs recorded yet")
+        return 0
+    args.format = fmt
     if args.format == "parquet":
         if not args.output:
             raise SweepError("--format parquet: needs --output FILE (parquet is binary)")
@@ -223,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("results", help="print the collected results, one row per run")
     p.add_argument("results_dir", nargs="?", default=results.DEFAULT_DIR, help=DIR_HELP)
-    p.add_argument("--format", choices=results.FORMATS, default="csv")
+    p.add_argument("--format", choices=("table", *results.FORMATS),
+                   help="table (the default in a terminal: the fields that vary, sorted) or csv (the default "
+                        "in a pipe), json, parquet (every field)")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_results)
 
@@ -249,6 +259,9 @@ def _run(args) -> int:
     except (SweepError, ConfigError, FileNotFoundError) as e:  # one line, no traceback
         print(f"vitlab {args.command}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`vitlab results | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print(f"vitlab {args.command}: interrupted; finished runs are kept, rerun to go on", file=sys.stderr)
         return 130

@@ -308,8 +308,31 @@ def load_table(results_dir: str | Path, warn: bool = True) -> pd.DataFrame:
     return df[list(COLUMNS) + extra].sort_values(["model", "run_id"], ignore_index=True)
 
 
+# Integer fields: a column of them with gaps (heads of a ResNet) is float in pandas, and would be
+# written as 2.0; they are written as integers.
+INTEGERS = (*(f.name for f in fields(RunConfig) if "int" in str(f.type).split(" | ")),
+            "n_params", "flops_per_image", "train_steps", "images_seen", "threads", "resumed_from_step")
+
+
+# What a terminal table shows beside the fields that vary: outcome, accuracies, cost.
+SHOWN = ("status", "val_accuracy", "test_accuracy", "n_params", "train_flops", "wall_time_s")
+
+
+def terminal_table(df: pd.DataFrame) -> str:
+    """The runs as a table to read: the config fields that vary across them, then outcome,
+    accuracies and cost, sorted by the varying fields."""
+    config = [f.name for f in fields(RunConfig)]
+    varying = [c for c in config if c in df and df[c].astype(str).nunique() > 1]
+    table = df[["run_id", *varying, *(c for c in SHOWN if c in df)]].sort_values(varying or ["run_id"])
+    table = table.astype({c: "Int64" for c in INTEGERS if c in table and table[c].dtype.kind in "fiu"}
+                         | {"train_flops": float})
+    return table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}")
+
+
 def export(df: pd.DataFrame, fmt: str, path=None):
-    """Write df as csv, json (records) or parquet; to a string when path is None (not parquet)."""
+    """Write df as csv, json (records) or parquet; to a string when path is None (not parquet).
+    Integer fields are written as integers."""
+    df = df.astype({c: "Int64" for c in INTEGERS if c in df and df[c].dtype.kind in "fiu"})
     if fmt == "csv":
         return df.to_csv(path, index=False)
     if fmt == "json":
