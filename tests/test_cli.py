@@ -1,6 +1,9 @@
 """The `vitlab` command answers at once where it trains nothing: no torch, timm or pandas loads."""
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,21 @@ def test_a_bad_params_file_is_refused_before_any_heavy_library_loads(tmp_path, p
         assert done.returncode == 2 and "ImportError" not in done.stderr, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and str(bad) in lines[0] and field in lines[0], lines
+
+
+TINY = ["dataset=digits", "depth=1", "width=16", "heads=2", "mlp_dim=32", "patch_size=4", "train_size=200", "steps=10"]
+
+
+def test_train_ends_with_a_summary_and_the_records_path(tmp_path):
+    """It printed one raw JSON object; --json keeps that for scripts."""
+    args = [sys.executable, "-m", "vitlab.cli", "train", "--quiet", "--results", str(tmp_path),
+            *(a for f in TINY for a in ("--set", f))]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary, where = done.stdout.strip().splitlines()[-2:]
+    assert re.fullmatch(r"[0-9a-f]{12} ok  val=0\.\d{3}  test=0\.\d{3}  loss=\d\.\d{3}  10 steps, [\d.]+ s, \d+ images/s",
+                        summary), summary
+    path = Path(where.removeprefix("recorded: "))
+    assert path.is_file() and path.stem == summary.split()[0]
+    as_json = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True, timeout=300)
+    assert json.loads(as_json.stdout.strip().splitlines()[-1])["status"] == "ok"

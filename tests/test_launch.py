@@ -14,7 +14,7 @@ FIELDS = ["depth=1", "width=16", "heads=2", "mlp_dim=32", "train_size=512", "bat
 
 def train_args(steps, out, *extra):
     return ["-m", "vitlab.cli", "train", *(a for f in FIELDS + [f"steps={steps}"] for a in ("--set", f)),
-            "--results", str(out), "--quiet", *extra]
+            "--results", str(out), "--quiet", "--json", *extra]
 
 
 def last_json(stdout: str) -> dict:

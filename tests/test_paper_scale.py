@@ -27,7 +27,7 @@ def peak_rss(tmp_path, cifar_dir, settings, results="results"):
     """Train one run with `vitlab train` in a child process; (its peak resident bytes, its output)."""
     env = {**os.environ, "VITLAB_DATA": str(cifar_dir), "VITLAB_NO_CHECKSUM": "1"}
     log = tmp_path / f"{results}.log"
-    args = [sys.executable, "-m", "vitlab.cli", "train", "--quiet", "--results", str(tmp_path / results)]
+    args = [sys.executable, "-m", "vitlab.cli", "train", "--quiet", "--json", "--results", str(tmp_path / results)]
     with open(log, "w") as out:
         proc = subprocess.Popen(args + [a for s in settings for a in ("--set", s)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)

@@ -100,6 +100,29 @@ def test_damaged_records_never_stop_a_command_and_a_rerun_trains_their_runs_once
     assert last.returncode == 0 and trained(log) == set() and f"{len(planned)} skipped" in err
 
 
+def test_each_runs_line_says_what_varies_both_accuracies_and_progress_and_a_rerun_says_what_is_recorded(tmp_path):
+    """In a pipe (no bar drawn) each run's line carries n/N and the time left; it showed every
+    field the runs share, one accuracy without its split, and a rerun did not say what was done."""
+    params = tmp_path / "two.yaml"
+    params.write_text("name: two\nbase: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, "
+                      "patch_size: 4, train_size: 200, steps: 10}\ngrid: {seed: [0, 1, 2]}\n")
+    out = tmp_path / "res"
+    first = start(params, out)
+    log, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    lines = [line for line in log.splitlines() if re.match(r"[0-9a-f]{12} ", line)]
+    assert len(lines) == 3
+    for n, line in enumerate(lines, 1):
+        assert re.search(r" ok (-|seed=\d)  val=0\.\d{3}  test=0\.\d{3}  \([\d.]+ s; "
+                         rf"{n}/3 done, \d+:\d\d so far, about \d+:\d\d left\)$", line), line
+        assert "steps=" not in line and "dataset=" not in line  # what all runs share is not repeated
+    results.record_path(out, lines[0].split()[0]).unlink()
+    rerun = start(params, out)
+    log, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0 and err.splitlines()[0].endswith("; 2 of 3 already recorded"), err
+    assert len(trained(log)) == 1
+
+
 def test_two_shards_at_once_fill_the_grid_once(params, tmp_path):
     out = tmp_path / "res"
     procs = [start(params, out, "--shard", f"{i}/2", threads=1) for i in range(2)]

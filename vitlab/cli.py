@@ -34,8 +34,11 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     from vitlab import sweep
 
     out = _results_dir(args)
+    mine = plans.shard(plan.runs, *shard)
+    recorded = sum(results.read_record(out, cfg.run_id, "ignore") is not None for cfg in mine)
     print(f"{plan.name}: {len(plan.runs)} runs into {out}"
-          + (f", shard {args.shard}: {len(plans.shard(plan.runs, *shard))} of them" if args.shard else ""),
+          + (f", shard {args.shard}: {len(mine)} of them" if args.shard else "")
+          + (f"; {recorded} of {len(mine)} already recorded" if recorded else ""),
           file=sys.stderr)
     counts = sweep.run_sweep(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
                              shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels,
@@ -138,13 +141,25 @@ def cmd_train(args) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        results.finish(out, cfg, model, result)
-        print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
-                          "test_accuracy": result.test_accuracy,
-                          "train_loss": result.train_loss, "train_steps": result.train_steps,
-                          "history": [{k: h[k] for k in ("epoch", "train_loss", "train_accuracy")}
-                                      for h in result.history]}))
+        record = results.finish(out, cfg, model, result)
+        if args.json:
+            print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
+                              "test_accuracy": result.test_accuracy,
+                              "train_loss": result.train_loss, "train_steps": result.train_steps,
+                              "history": [{k: h[k] for k in ("epoch", "train_loss", "train_accuracy")}
+                                          for h in result.history]}))
+        else:
+            print(_summary(record) + f"\nrecorded: {results.record_path(out, cfg.run_id)}")
     return 0 if result.status == "ok" else 1
+
+
+def _summary(record: dict) -> str:
+    """A finished run in one line: its outcome, both accuracies (named), loss and cost."""
+    accuracies = "  ".join(f"{split}={record[f'{split}_accuracy']:.3f}" for split in ("val", "test")
+                           if record.get(f"{split}_accuracy") is not None)
+    loss = f"  loss={record['train_loss']:.3f}" if record.get("train_loss") is not None else ""
+    return (f"{record['run_id']} {record['status']}  {accuracies}{loss}  {record['train_steps']} steps, "
+            f"{record['wall_time_s']:.1f} s, {record['images_per_s']:.0f} images/s")
 
 
 def cmd_report(args) -> int:
@@ -222,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="checkpoint every STEPS steps (default: every 10 minutes); a rerun resumes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="end with one JSON object (outcome, accuracies, per-epoch loss) instead of a summary line")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="render notebooks/report.ipynb on a results directory to HTML")

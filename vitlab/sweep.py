@@ -6,6 +6,7 @@ import contextlib
 import os
 import queue
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
     results.add_tune_axes(results_dir, plan.tune)
     results.keep_params(results_dir, plan.path)
     counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
+    usual = plan_base(plan)  # each run's line shows what sets it apart in this sweep
     kernels = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
     started = time.time()
@@ -104,9 +106,10 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
                     counts[outcome] += 1
                     continue
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
-                accuracy = record.get("test_accuracy")
-                bar.write(f"{cfg.run_id} {record['status']:>8} {describe(cfg.to_dict(), RunConfig().to_dict())}"
-                          + (f"  acc={accuracy:.3f}" if accuracy is not None else "") + f"  ({seconds:.1f} s)")
+                accuracies = "".join(f"  {split}={record[f'{split}_accuracy']:.3f}" for split in ("val", "test")
+                                     if record.get(f"{split}_accuracy") is not None)
+                bar.write(f"{cfg.run_id} {record['status']:>8} {_differs(cfg, usual)}{accuracies}"
+                          f"  ({seconds:.1f} s; {_progress(bar, started)})")
                 if fail_fast and record["status"] == "failed":
                     bar.close()
                     raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
@@ -122,6 +125,30 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
 
 
 POLL_S = 2.0
+
+
+def plan_base(plan: Plan) -> dict:
+    """Each field's most common value among the plan's runs: a run's line shows where it differs."""
+    configs = [cfg.to_dict() for cfg in plan.runs]
+    return {k: Counter(c[k] for c in configs).most_common(1)[0][0] for k in configs[0]}
+
+
+def _progress(bar, started: float) -> str:
+    """n/N done, time so far and, from it, the time left: the progress bar's story on a run's line,
+    for a log or pipe where the bar itself is not drawn."""
+    elapsed = time.time() - started
+    left = elapsed / max(bar.n, 1) * (bar.total - bar.n)
+    return f"{bar.n}/{bar.total} done, {_clock(elapsed)} so far, about {_clock(left)} left"
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+def _differs(cfg: RunConfig, usual: dict) -> str:
+    values = cfg.to_dict()
+    return describe(values, usual) if any(v != usual[k] and v is not None for k, v in values.items()) else "-"
 
 
 def _next_pass(deferred: list[RunConfig], planned: dict[str, RunConfig], results_dir: Path, wanted, bar
