@@ -104,3 +104,20 @@ def test_a_dry_run_says_the_sweep_would_refuse_a_missing_dataset(tmp_path):
     refused = [line for line in proc.stdout.splitlines() if line.startswith("refused: ")]
     assert len(refused) == 1 and "dataset cifar10:" in refused[0] and "not found" in refused[0]
     assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat")
+def test_a_dry_run_on_a_busy_machine_says_so(tmp_path):
+    """Its estimates ran erratically beside other work (a width-32 ViT estimated at 17.6 min took
+    326 s); it times the median step and says when others held the cores while it calibrated."""
+    params = tmp_path / "tiny.yaml"
+    params.write_text(TINY.replace("DATASET", "digits"))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        proc = dry_run(params, tmp_path / "res")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^note: other processes kept [\d.]+ of \d+ cores busy while calibrating", proc.stdout, re.M)

@@ -57,7 +57,7 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
     Returns 1 where the real sweep would refuse: a dataset missing, a run that cannot fit."""
     import pandas as pd
 
-    from vitlab import estimate, memory, plans
+    from vitlab import cpu, estimate, memory, plans
 
     recorded = [cfg for cfg in runs if results.read_record(results_dir, cfg.run_id, "ignore")]
     todo = [cfg for cfg in runs if cfg not in recorded]
@@ -66,7 +66,9 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
         print(f"{plan.name}: {counts}: nothing to train")
         return 0
     peaks = [memory.estimate(cfg) for cfg in todo]
+    mark = cpu.usage_mark()
     estimates = estimate.estimate(todo)
+    others = cpu.others_busy(mark)
     configs = [cfg.to_dict() for cfg in todo]
     usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
     table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
@@ -84,6 +86,9 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
           f"estimated {_duration(total)} on this machine"
           + (f" with {workers} workers" if workers > 1 else "")
           + " (training calibrated here)")
+    if others is not None and others >= BUSY_CORES:
+        print(f"note: other processes kept {others:.1f} of {os.cpu_count()} cores busy while calibrating; "
+              "on a quieter machine runs will likely be faster than estimated")
     device = memory.default_device()
     top = max(peaks, key=lambda m: m.peak)
     print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.describe(device)} "
@@ -99,6 +104,10 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
     for line in refused:
         print(line)
     return 1 if refused else 0
+
+
+# Other processes' use, in cores, above which a dry run says its calibration was on a busy machine.
+BUSY_CORES = 0.5
 
 
 def _size(n: float) -> str:

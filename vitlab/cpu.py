@@ -68,6 +68,12 @@ def _others(since: tuple[float, float, float], now: tuple[float, float, float]) 
     return max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / max(now[0] - since[0], 1e-9)
 
 
+def others_busy(since: tuple[float, float, float] | None) -> float | None:
+    """Cores other processes kept busy since a usage mark; None without /proc/stat."""
+    now = usage_mark()
+    return None if since is None or now is None else _others(since, now)
+
+
 def _fitting(others: float) -> int:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(usable, round((os.cpu_count() or 1) - others)))

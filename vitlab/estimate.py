@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ RUN_OVERHEAD_S = 1.0
 # Calibration steps larger than this many FLOPs are timed on a smaller batch and scaled,
 # so that a dry run of a paper-scale sweep stays quick on a laptop.
 CALIBRATION_FLOPS = 2e11
-CALIBRATION_STEPS = 3
+CALIBRATION_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,14 @@ def _calibrate(cfg: RunConfig, batch_size: int, accelerator: Accelerator) -> tup
     y = torch.randint(0, spec.num_classes, (small,), device=accelerator.device)
     model.train()
     step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)  # warm-up
-    _sync(accelerator)
-    started = time.perf_counter()
-    for _ in range(CALIBRATION_STEPS):
+    times = []
+    for _ in range(CALIBRATION_STEPS):  # the median step: one slowed by a neighbour does not count
+        _sync(accelerator)
+        started = time.perf_counter()
         step(model, optimizer, scheduler, accelerator, x, y, cfg.label_smoothing)
-    _sync(accelerator)
-    seconds = (time.perf_counter() - started) / CALIBRATION_STEPS
-    return params, flops, seconds * batch_size / small
+        _sync(accelerator)
+        times.append(time.perf_counter() - started)
+    return params, flops, statistics.median(times) * batch_size / small
 
 
 def _sync(accelerator: Accelerator) -> None:
