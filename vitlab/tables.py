@@ -2,6 +2,7 @@
 note naming the params file that would fill it."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from vitlab import results, scaling
@@ -9,6 +10,35 @@ from vitlab.figures import Missing
 from vitlab.studies import CONFIG_FIELDS, compare, ok_runs, one_factor_study, scaling_directions
 
 AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
+# Column headers in words; FLOP columns get their unit from their values (_flops_unit).
+HEADERS = {"run_id": "run_id", "train_size": "training images", "n_params": "parameters", "patch_size": "patch",
+           "mlp_dim": "MLP", "cnn_depth": "CNN depth", "cnn_width": "CNN width", "val_accuracy": "validation accuracy",
+           "test_accuracy": "test accuracy", "wall_time_s": "time (s)", "images_per_s": "images/s",
+           "fewshot_10": "10-shot (transfer)", "linear_probe": "linear probe (transfer)"}
+FLOPS = {"flops_per_image": "forward {} per image", "train_flops": "training {}"}
+UNITS = ((1e18, "EFLOPs"), (1e15, "PFLOPs"), (1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"))
+
+
+def _flops_unit(values: pd.Series) -> tuple[float, str]:
+    """The largest unit in which the column's median is at least 1 (8.19e-07 EFLOPs reads as 0.819 TFLOPs)."""
+    median = np.nanmedian(values.astype(float)) if values.notna().any() else 0.0
+    return next(((scale, name) for scale, name in UNITS if median >= scale), (1.0, "FLOPs"))
+
+
+def _readable(table: pd.DataFrame, formats: dict[str, str]):
+    """A table with headers in words, FLOPs in a unit that suits them, and formats by field name."""
+    table = table.copy()
+    formats = dict(formats)
+    renames = {}
+    for column, header in FLOPS.items():
+        if column in table:
+            scale, unit = _flops_unit(table[column])
+            table[column] = table[column].astype(float) / scale
+            renames[column] = header.format(unit)
+            formats[column] = "{:.3g}"
+    renames |= {c: HEADERS.get(c, c) for c in table.columns if c not in renames}
+    formats = {renames.get(c, c): f for c, f in formats.items() if c in table}
+    return table.rename(columns=renames).style.format(formats, na_rep="–").hide(axis="index")
 
 
 def fits_table(df: pd.DataFrame):
@@ -57,9 +87,9 @@ def tuning_table(df: pd.DataFrame):
     cols = ["model", "dataset", "train_size", "depth", "width", "patch_size", "seed", *chosen, "candidates",
             "val_accuracy", "test_accuracy"]
     table = runs[cols].sort_values(["model", "dataset", "train_size", "depth", "width", "seed"])
-    return table.rename(columns={c: c.removeprefix("chosen_") + " (chosen)" for c in chosen}).style.format(
-        {"val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "train_size": "{:,.0f}", "depth": "{:.0f}",
-         "width": "{:.0f}", "patch_size": "{:.0f}"}, na_rep="–").hide(axis="index")
+    table = table.rename(columns={c: c.removeprefix("chosen_") + " (chosen)" for c in chosen})
+    return _readable(table, {"val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "train_size": "{:,.0f}",
+                             "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}"})
 
 
 def transfer_table(df: pd.DataFrame):
@@ -81,12 +111,12 @@ def transfer_table(df: pd.DataFrame):
     for _, run in tuned.iterrows():
         source = by_id.loc[run["pretrained"]] if run["pretrained"] in by_id.index else None
         rows.append({"model": run["model"], "pre-trained on": source["dataset"] if source is not None else "?",
-                     "pre-training EFLOPs": source["train_exaflops"] if source is not None else None,
+                     "pre-training FLOPs": source["train_flops"] if source is not None else None,
                      "pre-training accuracy": source["test_accuracy"] if source is not None else None,
                      "fine-tuned on": run["dataset"], "fine-tuned accuracy": run["test_accuracy"],
                      "from scratch": scratch_accuracy.get(config_key(run))})
     return pd.DataFrame(rows).style.format(
-        {"pre-training EFLOPs": "{:.3g}", "pre-training accuracy": "{:.3f}", "fine-tuned accuracy": "{:.3f}",
+        {"pre-training FLOPs": "{:.3g}", "pre-training accuracy": "{:.3f}", "fine-tuned accuracy": "{:.3f}",
          "from scratch": "{:.3f}"}, na_rep="–").hide(axis="index")
 
 
@@ -98,38 +128,40 @@ def models_table(df: pd.DataFrame):
     cols = ["model", "depth", "width", "mlp_dim", "heads", "patch_size", "cnn_depth", "cnn_width", "n_params",
             "flops_per_image"]
     table = runs[cols].drop_duplicates().sort_values(["model", "n_params"])
-    return table.style.format({"n_params": "{:,.0f}", "flops_per_image": "{:.3g}", "depth": "{:.0f}",
-                               "width": "{:.0f}", "mlp_dim": "{:.0f}", "heads": "{:.0f}", "patch_size": "{:.0f}",
-                               "cnn_depth": "{:.0f}", "cnn_width": "{:.0f}"}, na_rep="–").hide(axis="index")
+    return _readable(table, {"n_params": "{:,.0f}", **dict.fromkeys(
+        ("depth", "width", "mlp_dim", "heads", "patch_size", "cnn_depth", "cnn_width"), "{:.0f}")})
 
 
 def best_by_family(df: pd.DataFrame):
-    """The paper's Table 2: each family's best run on validation on each dataset (trained from
-    scratch; validation accuracies of different datasets are not comparable), its accuracies
-    and its cost."""
+    """The paper's Table 2: each family's best run on validation on each dataset, at the largest
+    training set size every family ran there (trained from scratch; validation accuracies of
+    different datasets or sizes are not comparable), its accuracies and its cost."""
     runs = ok_runs(df)
-    best = [results.best_run(runs, model, dataset) for model in sorted(runs["model"].unique())
-            for dataset in sorted(runs["dataset"].unique())]
+    if "pretrained" in runs:
+        runs = runs[runs["pretrained"].isna()]
+    best = []
+    for dataset, part in runs.groupby("dataset"):
+        common = set.intersection(*(set(g["train_size"]) for _, g in part.groupby("model")))
+        if common:  # else each family's best at any size, as the training images column shows
+            part = part[part["train_size"] == max(common)]
+        best += [results.best_run(part, model, dataset) for model in sorted(part["model"].unique())]
     best = runs[runs["run_id"].isin([b for b in best if b])].sort_values(["dataset", "model"])
     if best.empty:
         return Missing("No successful runs trained from scratch with a validation accuracy yet.")
-    cols = ["dataset", "model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "val_accuracy", "test_accuracy",
-            "fewshot_10", "linear_probe", "train_exaflops", "wall_time_s"]
-    return best[cols].rename(columns={"fewshot_10": "10-shot (transfer)", "linear_probe": "linear probe (transfer)",
-                                      "train_exaflops": "train EFLOPs"}).style.format(
-        {"n_params": "{:,.0f}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "10-shot (transfer)": "{:.3f}",
-         "linear probe (transfer)": "{:.3f}", "train EFLOPs": "{:.3g}", "wall_time_s": "{:.0f}",
-         "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}", "train_size": "{:,.0f}"},
-        na_rep="–").hide(axis="index")
+    cols = ["dataset", "model", "run_id", "depth", "width", "patch_size", "train_size", "n_params", "val_accuracy",
+            "test_accuracy", "fewshot_10", "linear_probe", "train_flops", "wall_time_s"]
+    return _readable(best[cols], {"n_params": "{:,.0f}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}",
+                                  "fewshot_10": "{:.3f}", "linear_probe": "{:.3f}", "wall_time_s": "{:.0f}",
+                                  "depth": "{:.0f}", "width": "{:.0f}", "patch_size": "{:.0f}", "train_size": "{:,.0f}"})
 
 
 def runs_table(df: pd.DataFrame):
-    columns = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size",
+    """Every run, sorted by family, dataset, training set size and compute."""
+    columns = ["run_id", "status", "model", "dataset", "depth", "width", "heads", "mlp_dim", "patch_size",
                "train_size", "seed", "n_params", "flops_per_image", "train_flops", "val_accuracy", "test_accuracy",
                "wall_time_s", "images_per_s"]
-    table = df[columns].sort_values(["model", "train_flops"], na_position="last")
-    return table.style.format({"depth": "{:.0f}", "width": "{:.0f}", "heads": "{:.0f}", "mlp_dim": "{:.0f}",
-                               "patch_size": "{:.0f}", "n_params": "{:,.0f}", "flops_per_image": "{:.3g}",
-                               "train_flops": "{:.3g}", "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}",
-                               "wall_time_s": "{:.1f}", "images_per_s": "{:,.0f}"},
-                              na_rep="–").hide(axis="index")
+    table = df[columns].sort_values(["model", "dataset", "train_size", "train_flops", "seed"], na_position="last")
+    return _readable(table, {"depth": "{:.0f}", "width": "{:.0f}", "heads": "{:.0f}", "mlp_dim": "{:.0f}",
+                             "patch_size": "{:.0f}", "train_size": "{:,.0f}", "seed": "{:.0f}", "n_params": "{:,.0f}",
+                             "val_accuracy": "{:.3f}", "test_accuracy": "{:.3f}", "wall_time_s": "{:.1f}",
+                             "images_per_s": "{:,.0f}"})
