@@ -22,3 +22,24 @@ def test_learning_curve_figure_says_why_there_is_none():
     assert "at least 4 epochs" in figures.learning_curve(three, "t").message
     old = [{"epoch": i, "train_loss": 1.0 / i} for i in range(1, 9)]
     assert "images_seen" in figures.learning_curve(old, "t").message
+
+
+def test_axes_are_ticked_at_the_values_run_and_titles_are_words():
+    """Fig. 3 was ticked 2^9, 2^10, 2^11; Fig. 5's compute axis had one label; titles said
+    'patch_size'."""
+    from tests.helpers import RESNET, VIT, runs
+
+    df = runs(*(({**cfg, "train_size": n}, acc, 1e11 * n / 500) for n, acc in ((500, 0.7), (1000, 0.8), (2000, 0.85))
+                for cfg in (VIT, RESNET)),
+              *(({**VIT, "patch_size": p}, acc, f) for p, acc, f in ((4, 0.9, 3e11), (14, 0.8, 6e10))))
+    df = df.assign(test_error=1 - df["test_accuracy"], fewshot_10=None, linear_probe=None, pretrained=None)
+    fig3 = figures.accuracy_vs_train_size_by_model(df).fig
+    fig3.canvas.draw()
+    assert [t.get_text() for t in fig3.axes[0].get_xticklabels()] == ["500", "1,000", "2,000"]
+    patch = figures.accuracy_vs(df, "patch_size").fig
+    assert "_" not in patch.axes[0].get_title() and patch.axes[0].get_title() == "ViT test accuracy vs patch size"
+    fig5 = figures.error_vs_compute(df).fig
+    fig5.canvas.draw()
+    left, right = fig5.axes[0].get_xlim()
+    labels = [t for t in fig5.axes[0].get_xticklabels() if t.get_text() and left <= t.get_position()[0] <= right]
+    assert len(labels) >= 2, [t.get_text() for t in labels]

@@ -64,8 +64,20 @@ def _done(fig, alt: str, caption: str = "", tight: bool = True) -> Figure:
 
 
 def _log_compute_axis(ax) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade: a study within one decade of compute had
+    a single label."""
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+
+
+def _log2_axis_at(ax, values) -> None:
+    """A log-2 axis ticked and labelled at the values run (500, 1,000, 2,000), not at 2^9, 2^10."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sorted(set(values))))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def _families(runs: pd.DataFrame) -> str:
@@ -120,14 +132,16 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
     if study.empty:
         return Missing(f"No two successful {model} runs differ only in {axis}: "
                        f"add a grid over {axis} to the params file to fill this section.")
-    fig, ax = _figure(f"{'ViT' if model == 'vit' else model} test accuracy vs {axis}")
+    name = "ViT" if model == "vit" else model
+    fig, ax = _figure(f"{name} test accuracy vs {LABELS.get(axis, axis).split(' (')[0]}")
     sns.lineplot(data=study, x=axis, y="test_accuracy", errorbar=None, ax=ax)
     sns.scatterplot(data=study, x=axis, y="test_accuracy", ax=ax, s=40)
     if axis in ("width", "train_size"):
-        ax.set_xscale("log", base=2)
+        _log2_axis_at(ax, study[axis])
+    else:
+        ax.set_xticks(sorted(study[axis].unique()))
     ax.set(xlabel=LABELS.get(axis, axis), ylabel="test accuracy")
     seeds = study.groupby(axis)["seed"].nunique().min()
-    name = "ViT" if model == "vit" else model
     return _done(fig, f"Line plot of {name} test accuracy against {LABELS.get(axis, axis)} for "
                       f"{study[axis].nunique()} values.",
                  f"Mirrors one axis of the paper's Appendix D.2 (Fig. 8): {name} runs that differ only in {axis}"
@@ -150,7 +164,7 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
     fig, ax = _figure(f"{label[0].upper() + label[1:]} vs training set size, by model family")
     sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model", errorbar=None, ax=ax)
     sns.scatterplot(data=data, x="train_size", y=metric, hue="model", style="model", ax=ax, s=40, legend=False)
-    ax.set_xscale("log", base=2)
+    _log2_axis_at(ax, data["train_size"])
     ax.set(xlabel=LABELS["train_size"], ylabel=label)
     return _done(fig, f"Line plot of {label} against training set size on a log axis for {_families(data)}.",
                  ("Mirrors the paper's Fig. 3" if metric == "test_accuracy" else "Mirrors the paper's Fig. 4 (linear few-shot)")
