@@ -43,3 +43,4 @@ def test_axes_are_ticked_at_the_values_run_and_titles_are_words():
     left, right = fig5.axes[0].get_xlim()
     labels = [t for t in fig5.axes[0].get_xticklabels() if t.get_text() and left <= t.get_position()[0] <= right]
     assert len(labels) >= 2, [t.get_text() for t in labels]
+

@@ -157,3 +157,18 @@ def test_without_a_run_id_the_best_vit_on_validation_with_saved_weights_is_chose
     assert inspect.choose_run(tmp_path) == kept.run_id
     assert inspect.choose_run(tmp_path, better.run_id) == better.run_id
 
+
+
+def test_a_patch_grid_too_small_to_judge_is_said_so_not_read_as_unlike_the_paper():
+    """The best ViT looked inside had patch 14 on 28 px (a 2x2 grid), and the report concluded
+    'closer patches are not more similar here, unlike the paper'."""
+    from vitlab import sections
+    from vitlab.config import RunConfig
+    from vitlab.models import build_model
+
+    near = {"neighbour": 0.1, "distant": 0.2}
+    coarse = build_model(RunConfig.from_dict({"patch_size": 14}))
+    fine = build_model(RunConfig.from_dict({"patch_size": 7}))
+    assert "2x2 patch grid there are too few patches" in sections.neighbour_note(near, coarse)
+    assert "unlike the paper" not in sections.neighbour_note(near, coarse)
+    assert "unlike the paper" in sections.neighbour_note(near, fine)

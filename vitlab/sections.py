@@ -81,11 +81,22 @@ def inside_rollout(model, images, x):
     return attention_rollout_overlay(images, inspect.attention_rollout(model, x))
 
 
-def neighbour_note(near: dict[str, float] | None) -> str:
+# Patches per side below which the position-embedding similarity says nothing either way: on a
+# 2x2 grid every patch neighbours every other and none is half the grid away from a neighbour.
+MIN_GRID = 4
+
+
+def neighbour_note(near: dict[str, float] | None, model=None) -> str:
     if near is None:
         return ""
-    verdict = "closer patches have more similar embeddings, as in the paper" if near["neighbour"] > near["distant"] \
-        else "closer patches are not more similar here, unlike the paper"
+    grid = model.patch_embed.grid_size[0] if model is not None else None
+    if grid is not None and grid < MIN_GRID:
+        verdict = (f"with a {grid}x{grid} patch grid there are too few patches to say whether closer ones are more "
+                   f"similar (the paper's grids are 14x14 and larger; a smaller patch or larger image gives a grid "
+                   f"of {MIN_GRID}x{MIN_GRID} or more)")
+    else:
+        verdict = "closer patches have more similar embeddings, as in the paper" if near["neighbour"] > near["distant"] \
+            else "closer patches are not more similar here, unlike the paper"
     return (f"Mean cosine similarity of neighbouring patches' position embeddings: **{near['neighbour']:.3f}**; "
             f"of distant patches (at least half the grid apart): **{near['distant']:.3f}**. So {verdict}.")
 
@@ -105,7 +116,7 @@ def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
                      f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`; validation accuracy "
                      f"{run['val_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}). "
                      f"Draw the same for any run with `notebooks/inspect.ipynb`."),
-            inside_filters(model), position, Markdown(neighbour_note(near)),
+            inside_filters(model), position, Markdown(neighbour_note(near, model)),
             inside_attention_distance(model, x), inside_rollout(model, images, x)]
 
 
