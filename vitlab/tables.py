@@ -25,6 +25,11 @@ def _flops_unit(values: pd.Series) -> tuple[float, str]:
     return next(((scale, name) for scale, name in UNITS if median >= scale), (1.0, "FLOPs"))
 
 
+def _three_figures(value: float) -> str:
+    """About three significant figures without an exponent: 0.819, 7.11, 819, 4,650."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _readable(table: pd.DataFrame, formats: dict[str, str]):
     """A table with headers in words, FLOPs in a unit that suits them, and formats by field name."""
     table = table.copy()
@@ -35,7 +40,7 @@ def _readable(table: pd.DataFrame, formats: dict[str, str]):
             scale, unit = _flops_unit(table[column])
             table[column] = table[column].astype(float) / scale
             renames[column] = header.format(unit)
-            formats[column] = "{:.3g}"
+            formats[column] = _three_figures
     renames |= {c: HEADERS.get(c, c) for c in table.columns if c not in renames}
     formats = {renames.get(c, c): f for c, f in formats.items() if c in table}
     return table.rename(columns=renames).style.format(formats, na_rep="–").hide(axis="index")
