@@ -8,7 +8,7 @@ from IPython.display import Markdown
 from vitlab import inspect, results, verdicts
 from vitlab.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                             position_similarity_grid)
-from vitlab.studies import one_factor_study
+from vitlab.studies import ok_runs, one_factor_study
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -21,6 +21,35 @@ def summary(df: pd.DataFrame) -> str:
     if not bad.empty:
         lines.append("Runs that did not finish are left out of the figures:")
         lines += [f"- `{r.run_id}` ({r.model}, {r.status}): {r.error}" for r in bad.itertuples()]
+    return "\n".join(lines)
+
+
+NAMES = {"vit": "ViT", "resnet": "ResNet", "hybrid": "hybrid"}
+
+
+def data_size_reading(df: pd.DataFrame) -> str:
+    """What these runs show across training set sizes, beside what the paper found: each size's
+    families in order of mean test accuracy over seeds, and where the ViT's mean passes the
+    ResNet's (means only: the claims table above decides, with intervals)."""
+    studies = [one_factor_study(df, "train_size", m) for m in sorted(ok_runs(df)["model"].unique())]
+    data = pd.concat([s for s in studies if not s.empty]) if any(not s.empty for s in studies) else None
+    if data is None or data["model"].nunique() < 2:
+        return ""
+    means = data.groupby(["train_size", "model"])["test_accuracy"].mean().unstack()
+    lines = ["What these runs show (mean test accuracy over seeds; the claims table above gives the intervals):"]
+    for size, row in means.iterrows():
+        ranked = row.dropna().sort_values(ascending=False)
+        lines.append(f"- at {size:,} images: " + " > ".join(f"{NAMES.get(m, m)} {a:.3f}" for m, a in ranked.items()))
+    if {"vit", "resnet"} <= set(means):
+        gap = (means["vit"] - means["resnet"]).dropna()
+        ahead = gap > 0
+        if ahead.all() or not ahead.any():
+            lines.append(f"The {'ViT' if ahead.all() else 'ResNet'}'s mean is above the "
+                         f"{'ResNet' if ahead.all() else 'ViT'}'s at every size run here.")
+        else:
+            changes = [f"between {a:,} and {b:,} images" for (a, x), (b, y) in zip(gap.items(), list(gap.items())[1:])
+                       if (x > 0) != (y > 0)]
+            lines.append("The ViT's mean crosses the ResNet's " + ", and again ".join(changes) + ".")
     return "\n".join(lines)
 
 

@@ -1,0 +1,18 @@
+"""The report's paragraphs say what these runs show, beside what the paper found."""
+from tests.helpers import RESNET, VIT, runs
+from vitlab import sections
+
+
+def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resnet():
+    """It stated only the paper's finding (ResNets ahead on small data), whatever the runs showed."""
+    df = runs(*(({**VIT, "train_size": n, "seed": s}, acc + 0.01 * s, 1e11) for n, acc in ((500, 0.60), (1000, 0.80),
+                                                                                         (2000, 0.90)) for s in (0, 1)),
+              *(({**RESNET, "train_size": n, "seed": s}, acc, 1e11) for n, acc in ((500, 0.70), (1000, 0.75),
+                                                                                 (2000, 0.80)) for s in (0, 1)))
+    text = sections.data_size_reading(df)
+    assert "- at 500 images: ResNet 0.700 > ViT 0.605" in text
+    assert "- at 2,000 images: ViT 0.905 > ResNet 0.800" in text
+    assert text.endswith("The ViT's mean crosses the ResNet's between 500 and 1,000 images.")
+    only_resnet_ahead = runs(*(({**m, "train_size": n}, acc, 1e11) for n in (500, 1000)
+                               for m, acc in ((VIT, 0.5), (RESNET, 0.7))))
+    assert sections.data_size_reading(only_resnet_ahead).endswith("The ResNet's mean is above the ViT's at every size run here.")
