@@ -100,11 +100,15 @@ def test_two_processes_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_p
 
 
 def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
-    whole = subprocess.run([sys.executable, *train_args(300, tmp_path / "whole")], capture_output=True, text=True)
+    # One thread for all three: a run takes the cores others leave it, and results differ in
+    # their last bits with the thread count (a busy CI machine once gave the whole run 2, the other 1).
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run([sys.executable, *train_args(300, tmp_path / "whole")], capture_output=True, text=True,
+                           env=env)
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, *train_args(300, out, "--checkpoint-every", "50")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     run_id = last_json(whole.stdout)["run_id"]
     state = out / "checkpoints" / run_id / "state.pt"
     deadline = time.time() + 120
@@ -115,6 +119,6 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
     proc.wait()
     assert not (out / "runs").exists()
     resumed = subprocess.run([sys.executable, *train_args(300, out, "--checkpoint-every", "50")],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert last_json(resumed.stdout) == last_json(whole.stdout)  # bitwise on CPU
