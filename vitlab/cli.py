@@ -164,10 +164,8 @@ def cmd_train(args) -> int:
 
 def _summary(record: dict) -> str:
     """A finished run in one line: its outcome, both accuracies (named), loss and cost."""
-    accuracies = "  ".join(f"{split}={record[f'{split}_accuracy']:.3f}" for split in ("val", "test")
-                           if record.get(f"{split}_accuracy") is not None)
     loss = f"  loss={record['train_loss']:.3f}" if record.get("train_loss") is not None else ""
-    return (f"{record['run_id']} {record['status']}  {accuracies}{loss}  {record['train_steps']} steps, "
+    return (f"{record['run_id']} {record['status']}  {results.accuracies(record)}{loss}  {record['train_steps']} steps, "
             f"{record['wall_time_s']:.1f} s, {record['images_per_s']:.0f} images/s")
 
 

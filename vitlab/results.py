@@ -70,6 +70,12 @@ def make_record(cfg: RunConfig, result=None, status: str | None = None, error: s
     return record
 
 
+def accuracies(record: dict) -> str:
+    """A record's accuracies, each named by its split: 'val=0.886  test=0.889' (those it has)."""
+    return "  ".join(f"{split}={record[f'{split}_accuracy']:.3f}" for split in ("val", "test")
+                     if record.get(f"{split}_accuracy") is not None)
+
+
 def pack_bits(bits) -> str | None:
     """A boolean array as base64 text (a record's `test_correct`: 1,000 test images in 168 bytes)."""
     return None if bits is None else base64.b64encode(np.packbits(np.asarray(bits, dtype=bool))).decode()

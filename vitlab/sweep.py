@@ -106,9 +106,8 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
                     counts[outcome] += 1
                     continue
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
-                accuracies = "".join(f"  {split}={record[f'{split}_accuracy']:.3f}" for split in ("val", "test")
-                                     if record.get(f"{split}_accuracy") is not None)
-                bar.write(f"{cfg.run_id} {record['status']:>8} {_differs(cfg, usual)}{accuracies}"
+                named = results.accuracies(record)
+                bar.write(f"{cfg.run_id} {record['status']:>8} {_differs(cfg, usual)}{'  ' + named if named else ''}"
                           f"  ({seconds:.1f} s; {_progress(bar, started)})")
                 if fail_fast and record["status"] == "failed":
                     bar.close()
