@@ -1,7 +1,11 @@
-"""The reused kernel of a sweep: it starts again when its first start dies."""
+"""The reused kernel of a sweep: it starts again when its first start dies, and dies with its sweep."""
 import socket
+import subprocess
+import sys
+import time
 
 import nbformat
+import psutil
 
 from vitlab import notebook
 
@@ -35,3 +39,31 @@ def test_a_kernel_that_dies_at_start_is_started_again(tmp_path, monkeypatch):
     assert len(started) == 2
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert out.cells[-1].outputs[0]["text"] == "42\n"
+
+
+ORPHAN = """
+import os, subprocess, sys, threading, time
+from vitlab import notebook
+follow = notebook.die_with(os.getpid())
+
+def late():  # in the child: the sweep dies before the child asks to die with it
+    open(sys.argv[1], "w").write(str(os.getpid()))
+    time.sleep(1)
+    follow()
+
+threading.Timer(0.3, os._exit, (0,)).start()
+subprocess.Popen(["sleep", "60"], preexec_fn=late)
+"""
+
+
+def test_a_kernel_whose_sweep_died_while_it_started_dies_too(tmp_path):
+    """The kernel asks to die with its sweep between fork and exec; a sweep killed before that
+    moment must not leave a kernel running without it."""
+    pid_file = tmp_path / "child.pid"
+    subprocess.run([sys.executable, "-c", ORPHAN, str(pid_file)], timeout=60)
+    child = psutil.Process(int(pid_file.read_text()))
+    try:
+        child.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        child.kill()
+        raise AssertionError("the child outlived the process that started it") from None

@@ -27,12 +27,18 @@ def execute_in_new_kernel(notebook: Path, output: Path, parameters: dict, progre
                         cwd=str(Path(notebook).parent), extra_arguments=KERNEL_ARGUMENTS)
 
 
-def _die_with_parent() -> None:
-    """Run in the kernel process before it starts: SIGKILL it when the thread that started it
-    (a sweep's) dies. ipykernel notices a dead parent only within a second, time enough for
-    a killed sweep's run to write its record while another sweep has taken that run over."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def die_with(parent: int):
+    """What the kernel process runs before it starts: SIGKILL it when the thread that started
+    it (a sweep's, process parent) dies. ipykernel notices a dead parent only within a second,
+    time enough for a killed sweep's run to write its record while another sweep has taken that
+    run over. A parent that died before the request (between fork and this call) is never
+    signalled, so the kernel then ends itself."""
+    def follow() -> None:
+        if sys.platform == "linux":
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return follow
 
 
 class _TrackingKernelManager(KernelManager):
@@ -87,7 +93,7 @@ class Kernel:
             self.km = _TrackingKernelManager(kernel_name="python3")
             self.km.start_kernel(extra_arguments=[*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines=['{PRELOAD}']"],
                                  cwd=str(self.cwd), env={**os.environ, **(self.env or {})},
-                                 preexec_fn=_die_with_parent)
+                                 preexec_fn=die_with(os.getpid()))
             kc = self.km.client()
             kc.start_channels()
             try:
