@@ -2,7 +2,6 @@
 import socket
 import subprocess
 import sys
-import time
 
 import nbformat
 import psutil
@@ -60,7 +59,7 @@ def test_a_kernel_whose_sweep_died_while_it_started_dies_too(tmp_path):
     """The kernel asks to die with its sweep between fork and exec; a sweep killed before that
     moment must not leave a kernel running without it."""
     pid_file = tmp_path / "child.pid"
-    subprocess.run([sys.executable, "-c", ORPHAN, str(pid_file)], timeout=60)
+    subprocess.run([sys.executable, "-c", ORPHAN, str(pid_file)], check=True, timeout=60)
     child = psutil.Process(int(pid_file.read_text()))
     try:
         child.wait(timeout=10)
