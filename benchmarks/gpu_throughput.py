@@ -44,8 +44,8 @@ def sync(device):
 
 
 def fits(cfg, device) -> bool:
-    from vitlab import memory
-    from vitlab.config import ConfigError
+    from vitlab.run import memory
+    from vitlab.run.config import ConfigError
 
     try:
         memory.check(cfg, device)
@@ -56,9 +56,9 @@ def fits(cfg, device) -> bool:
 
 def vitlab_rate(values: dict, warmup: int, steps: int, device) -> tuple[float, float]:
     """(images/s, peak GiB) of train.fit between a warmup-step run and a warmup+steps run."""
-    from vitlab import memory, train
-    from vitlab.config import RunConfig
-    from vitlab.models import build_model
+    from vitlab.run import memory, train
+    from vitlab.run.config import RunConfig
+    from vitlab.run.models import build_model
 
     times, peak = [], 0.0
     for budget in (warmup, warmup + steps):
@@ -72,7 +72,7 @@ def vitlab_rate(values: dict, warmup: int, steps: int, device) -> tuple[float, f
 def bare_rate(values: dict, warmup: int, steps: int, device) -> float:
     from timm.models.vision_transformer import VisionTransformer
 
-    from vitlab.presets import PRESETS
+    from vitlab.run.presets import PRESETS
 
     arch = PRESETS[values["preset"]]["arch"]
     torch.manual_seed(0)
@@ -111,9 +111,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from vitlab import random_data
-    from vitlab.config import RunConfig
-    from vitlab.flops import forward_flops
-    from vitlab.models import build_model
+    from vitlab.run.config import RunConfig
+    from vitlab.run.flops import forward_flops
+    from vitlab.run.models import build_model
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     with tempfile.TemporaryDirectory() as root:

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vitlab import PROJECT_ROOT, datasets, plans, report, results, step, train
-from vitlab.config import RunConfig
-from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
-from vitlab.models import build_model
+from vitlab import PROJECT_ROOT
+from vitlab.report import render
+from vitlab.run import datasets, step, train
+from vitlab.run.config import RunConfig
+from vitlab.run.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
+from vitlab.run.models import build_model
+from vitlab.study import plans, results
 
 
 def fill(out: Path, n_runs: int) -> None:
@@ -67,7 +70,7 @@ def main() -> None:
         out = Path(tmp)
         fill(out, args.runs)
         started = time.perf_counter()
-        html = report.render(out)
+        html = render.render(out)
         seconds = time.perf_counter() - started
         figures = {"runs": len(results.load_table(out)), "report_s": round(seconds, 1),
                    "html_mb": round(html.stat().st_size / 1e6, 2), "target_s": 60}

@@ -38,9 +38,9 @@ def vitlab_worker(steps: int) -> tuple[float, int]:
     """images/s after the first epoch (start-up and warm-up excluded, as in the bare loop)."""
     import yaml
 
-    from vitlab import train
-    from vitlab.config import RunConfig
-    from vitlab.models import build_model
+    from vitlab.run import train
+    from vitlab.run.config import RunConfig
+    from vitlab.run.models import build_model
 
     base = yaml.safe_load((ROOT / "params" / "quickstart.yaml").read_text())["base"]
     cfg = RunConfig.from_dict({**base, "steps": steps})

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from vitlab import train
-from vitlab.config import RunConfig
-from vitlab.models import build_model
+from vitlab.run import train
+from vitlab.run.config import RunConfig
+from vitlab.run.models import build_model
 
 
 def main() -> None:

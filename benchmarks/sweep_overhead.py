@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from vitlab import plans, results, sweep
+from vitlab.study import plans, results, sweep
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ fp32, on this machine's device, with the default recipe's random crops (and, rep
 it, without them). vitlab's rate is taken from two real runs of train.fit that differ only in
 their step budget, so start-up and the first steps cancel out; the bare loop (timm's
 VisionTransformer, torch AdamW, cross-entropy, nothing else) is timed after warm-up steps in
-the same process, which has vitlab's CPU settings (vitlab.cpu: denormals flushed, freed memory
+the same process, which has vitlab's CPU settings (vitlab.run.cpu: denormals flushed, freed memory
 kept) as vitlab's runs do: that is the baseline `ratio_vs_bare` compares with. The bare loop as
 written, in a fresh process without vitlab, is reported beside it.
 
@@ -38,9 +38,9 @@ def sync(device):
 
 
 def vitlab_rate(warmup: int, steps: int, augment: bool = True) -> float:
-    from vitlab import train
-    from vitlab.config import RunConfig
-    from vitlab.models import build_model
+    from vitlab.run import train
+    from vitlab.run.config import RunConfig
+    from vitlab.run.models import build_model
 
     times = []
     for budget in (warmup, warmup + steps):
@@ -120,9 +120,9 @@ def main() -> None:
                                  "--warmup", str(args.warmup)], capture_output=True, text=True, check=True)
     bare_as_written = float(as_written.stdout)
 
-    from vitlab.config import RunConfig
-    from vitlab.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops
-    from vitlab.models import build_model
+    from vitlab.run.config import RunConfig
+    from vitlab.run.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops
+    from vitlab.run.models import build_model
 
     ours = vitlab_rate(args.warmup, args.steps)  # the default recipe: random crops on
     plain = vitlab_rate(args.warmup, args.steps, augment=False)

@@ -1,7 +1,7 @@
 import pytest
 
-from vitlab import results
-from vitlab.config import RunConfig
+from vitlab.run.config import RunConfig
+from vitlab.study import results
 
 # A ViT small enough to train a few steps in well under a second on a CPU.
 TINY = dict(depth=1, width=16, heads=2, mlp_dim=32, patch_size=7, train_size=200, steps=4, batch_size=32)

@@ -9,8 +9,8 @@ import sys
 
 import pandas as pd
 
-from vitlab import results
-from vitlab.config import RunConfig
+from vitlab.run.config import RunConfig
+from vitlab.study import results
 
 VIT = dict(model="vit", depth=4, width=64, heads=4, mlp_dim=128, patch_size=7, steps=600)
 RESNET = dict(model="resnet", depth=8, width=8, steps=600)

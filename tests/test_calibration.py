@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from vitlab import datasets, results, stats, studies, tables, verdicts
-from vitlab.plans import load_plan
+from vitlab.report import claims, stats, studies, tables
+from vitlab.run import datasets
+from vitlab.study import results
+from vitlab.study.plans import load_plan
 
 pytestmark = pytest.mark.slow
 SIMULATIONS = 400
@@ -86,8 +88,8 @@ def by_size(cfg) -> float:
 
 def flops_of(configs):
     """A compute per config that orders sizes within each family (FLOPs of the real model)."""
-    from vitlab.flops import forward_flops
-    from vitlab.models import build_model
+    from vitlab.run.flops import forward_flops
+    from vitlab.run.models import build_model
 
     out = {}
     for c in configs:
@@ -102,12 +104,12 @@ def shipped():
     return configs, flops_of(configs)
 
 
-def decided_reports(configs, truth, flops, sims=SIMULATIONS, seed=0, claims=verdicts.CLAIMS, others=verdicts.OTHER):
+def decided_reports(configs, truth, flops, sims=SIMULATIONS, seed=0, tested=claims.CLAIMS, others=claims.OTHER):
     """Over simulated results directories: the share of reports deciding each finding, and any."""
     rng = np.random.default_rng(seed)
     counts, anything = {}, 0
     for _ in range(sims):
-        led = verdicts.ledger(simulate(configs, truth, rng, flops), claims, others)
+        led = claims.ledger(simulate(configs, truth, rng, flops), tested, others)
         made = {name: any(t.decision and t.decision.decided for t in f.tests) for name, f in led.named.items()}
         anything += any(made.values())
         for name, hit in made.items():
@@ -132,7 +134,7 @@ def on_the_line(flops, lead=0.0):
     return truth
 
 
-FRONTIER_CLAIMS = (verdicts.vit_beats_resnet_at_equal_compute, verdicts.hybrids_help_at_small_compute)
+FRONTIER_CLAIMS = (claims.vit_beats_resnet_at_equal_compute, claims.hybrids_help_at_small_compute)
 
 
 def test_frontiers_with_many_more_vit_candidates_are_not_biased_towards_the_vit(shipped):
@@ -142,19 +144,19 @@ def test_frontiers_with_many_more_vit_candidates_are_not_biased_towards_the_vit(
     rng, gaps = np.random.default_rng(1), []
     for _ in range(SIMULATIONS // 2):
         df = simulate(configs, on_the_line(flops), rng, flops)
-        finding = verdicts.vit_beats_resnet_at_equal_compute(verdicts.Studies(df))
+        finding = claims.vit_beats_resnet_at_equal_compute(claims.Studies(df))
         if finding.testable():
             gaps.append(finding.tests[0].estimate.value)
     gaps = np.array(gaps)
     assert len(gaps) >= SIMULATIONS // 4
     assert abs(gaps.mean()) <= 3 * gaps.std() / np.sqrt(len(gaps)) + 0.002, (gaps.mean(), gaps.std())
-    shares, anything = decided_reports(configs, on_the_line(flops), flops, claims=FRONTIER_CLAIMS, others=())
+    shares, anything = decided_reports(configs, on_the_line(flops), flops, tested=FRONTIER_CLAIMS, others=())
     assert anything <= NULL_LIMIT, shares
 
 
 def power(configs, truth, flops, claim, sims=200, seed=2) -> float:
     rng = np.random.default_rng(seed)
-    return float(np.mean([verdicts.verdict(claim, simulate(configs, truth, rng, flops)).verdict == verdicts.SUPPORTED
+    return float(np.mean([claims.verdict(claim, simulate(configs, truth, rng, flops)).verdict == claims.SUPPORTED
                           for _ in range(sims)]))
 
 
@@ -169,10 +171,10 @@ def test_power_against_realistic_effects(seeds, shipped):
     """Reported in the README: how often a true effect of this project's own size is supported
     alone (its claim's tests at 95%). Two seeds rarely decide where seeds vary by 0.08."""
     configs = structure("data_size", seeds=range(seeds))
-    small = power(configs, resnet_ahead(0.15), flops_of(configs), verdicts.resnet_wins_on_small_data)
+    small = power(configs, resnet_ahead(0.15), flops_of(configs), claims.resnet_wins_on_small_data)
     matched = structure("matched_compute", seeds=range(seeds))
     flops = flops_of(matched)
-    compute = power(matched, on_the_line(flops, 0.06), flops, verdicts.vit_beats_resnet_at_equal_compute)
+    compute = power(matched, on_the_line(flops, 0.06), flops, claims.vit_beats_resnet_at_equal_compute)
     print(f"power with {seeds} seeds: ResNet ahead by 0.15 at 250 images {small:.2f}; "
           f"ViT ahead by 0.06 at equal compute {compute:.2f}")
     if seeds == 5:
@@ -266,5 +268,5 @@ def test_a_report_over_every_shipped_params_file_is_consistent(shipped):
     assert df.set_index("run_id").loc[best["run_id"], "pretrained"].isna().all()
     group = studies.compute_group(df, ("vit", "resnet", "hybrid"))
     assert group["dataset"].nunique() == 1 and group["train_size"].nunique() == 1 and group["pretrained"].isna().all()
-    assert {v.verdict for v in verdicts.ledger(df).verdicts()} <= {verdicts.SUPPORTED, verdicts.CONTRADICTED,
-                                                                     verdicts.UNDECIDED}
+    assert {v.verdict for v in claims.ledger(df).verdicts()} <= {claims.SUPPORTED, claims.CONTRADICTED,
+                                                                     claims.UNDECIDED}

@@ -1,6 +1,6 @@
 import pytest
 
-from vitlab.config import ConfigError, RunConfig
+from vitlab.run.config import ConfigError, RunConfig
 
 
 def test_run_id_is_stable_and_content_addressed():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitlab import cpu
+from vitlab.run import cpu
 
 # Each in a fresh process: these settings are for the whole process, for good.
 HEAP_AFTER_FREE = """
 import ctypes, sys
-from vitlab import cpu
+from vitlab.run import cpu
 if sys.argv[1] == "keep":
     assert cpu.keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
@@ -41,7 +41,7 @@ def test_freed_memory_stays_with_the_process():
 DENORMAL_SURVIVES = """
 import sys, torch
 if sys.argv[1] == "train":
-    import vitlab.train
+    import vitlab.run.train
 print(float(torch.tensor([1e-30]) * 1e-10) != 0.0)
 """
 

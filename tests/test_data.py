@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitlab import data, datasets
+from vitlab.run import data, datasets
 
 
 def test_mnist5k_has_a_fixed_split():

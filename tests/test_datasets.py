@@ -11,8 +11,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from vitlab import datasets
-from vitlab.config import ConfigError, RunConfig
+from vitlab.run import datasets
+from vitlab.run.config import ConfigError, RunConfig
 
 RNG = np.random.default_rng(0)
 
@@ -62,7 +62,7 @@ def test_cifar10_batches(data_dir):
     assert (split.test_images[0].numpy().reshape(-1) == images["test_batch"][0]).all()
     assert sorted(pool_labels(split)) == sorted(i % 10 for i in range(5) for _ in range(4))
     assert split.test_labels.tolist() == [5] * 4
-    from vitlab import evaluate
+    from vitlab.run import evaluate
 
     cfg = RunConfig.from_dict({"dataset": "cifar10", "patch_size": 4, "train_size": 20})
     assert evaluate.transfer_images(cfg) is None  # its transfer dataset, CIFAR-100, is not here
@@ -132,8 +132,8 @@ def test_image_folder_tree(tmp_path):
     assert sorted(pool_labels(split)) == [0, 0, 0, 1, 1, 1]
     cfg = RunConfig.from_dict({"dataset": name, "train_size": 4, "patch_size": 4, "steps": 1, "batch_size": 2})
     assert cfg.input_size == 16
-    from vitlab import train
-    from vitlab.models import build_model
+    from vitlab.run import train
+    from vitlab.run.models import build_model
 
     result = train.fit(cfg, build_model(cfg), progress=False)  # a one-channel, two-class ViT trains on it
     assert result.status == "ok" and result.train_steps == 1 and result.transfer["linear_probe"] is None
@@ -169,8 +169,8 @@ def test_missing_datasets_fail_before_training_in_one_line(data_dir, tmp_path):
 def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(tmp_path, monkeypatch):
     import torch
 
-    from vitlab import train
-    from vitlab.models import build_model
+    from vitlab.run import train
+    from vitlab.run.models import build_model
 
     # Both runs at torch's count: results differ in their last bits with the thread count.
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
@@ -197,13 +197,13 @@ def test_a_large_image_tree_streams_through_dataloader_workers_to_the_same_run(t
         (held.train_loss, held.val_accuracy, held.test_accuracy)  # bitwise
 
     # A subset normalises with the pool's statistics either way, and inspect sees the same images.
-    from vitlab import inspect
+    from vitlab.report import inside
 
     subset = {**fields, "train_size": 12, "steps": 3, "batch_size": 4}
     held_cfg, streamed_cfg = (RunConfig.from_dict({**subset, "dataset": name}) for name in (cfg_name, streamed_name))
     held, streamed = (train.fit(c, build_model(c), progress=False) for c in (held_cfg, streamed_cfg))
     assert (streamed.train_loss, streamed.test_accuracy) == (held.train_loss, held.test_accuracy)
-    for a, b in zip(inspect.sample_images(held_cfg, n=4), inspect.sample_images(streamed_cfg, n=4)):
+    for a, b in zip(inside.sample_images(held_cfg, n=4), inside.sample_images(streamed_cfg, n=4)):
         assert torch.equal(a, b)
 
 

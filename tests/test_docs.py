@@ -5,7 +5,7 @@ import pytest
 
 from vitlab import PROJECT_ROOT
 from vitlab.cli import build_parser
-from vitlab.plans import load_plan
+from vitlab.study.plans import load_plan
 
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md")),
          PROJECT_ROOT / "benchmarks" / "RESULTS.md"]

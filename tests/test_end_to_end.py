@@ -12,8 +12,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from vitlab import PROJECT_ROOT, results
-from vitlab.config import RunConfig
+from vitlab import PROJECT_ROOT
+from vitlab.run.config import RunConfig
+from vitlab.study import results
 
 from .test_results import REQUIRED
 

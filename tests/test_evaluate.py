@@ -4,9 +4,9 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeClassifier
 
-from vitlab import data, datasets, evaluate, train
-from vitlab.config import RunConfig
-from vitlab.models import build_model
+from vitlab.run import data, datasets, evaluate, train
+from vitlab.run.config import RunConfig
+from vitlab.run.models import build_model
 
 
 def sklearn_accuracy(x_train, y_train, x_test, y_test, l2_reg):

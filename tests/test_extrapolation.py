@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import VIT, runs
-from vitlab import scaling, tables
+from vitlab.report import scaling, tables
 
 # True laws a (x + c)^-b + e_inf on 250-3,500 images, noise sd 0.01, extrapolated to 35,000.
 LAWS = {"large offset": (6.0, 0.5, 1000.0, 0.03),  # the case: c = 0 assumed missed it

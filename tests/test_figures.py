@@ -1,7 +1,7 @@
 """Figures drawn from hand-made inputs: what they show and what their captions say."""
 import numpy as np
 
-from vitlab import figures
+from vitlab.report import figures
 
 
 def test_learning_curve_figure_shows_the_fit_its_band_and_back_test():

@@ -5,8 +5,9 @@ import stat
 import pytest
 import torch
 
-from vitlab import files, results
-from vitlab.config import RunConfig
+from vitlab.run import files
+from vitlab.run.config import RunConfig
+from vitlab.study import results
 
 
 @pytest.fixture

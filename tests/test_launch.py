@@ -26,7 +26,8 @@ def last_json(stdout: str) -> dict:
 # matching (a hang).
 SKEWED_CLOCK = """
 import os, sys, time, types
-from vitlab import cli, train
+from vitlab import cli
+from vitlab.run import train
 if os.environ["RANK"] == "0":
     start = time.perf_counter()
     train.time = types.SimpleNamespace(perf_counter=lambda: start + 20000 * (time.perf_counter() - start))

@@ -6,11 +6,12 @@ import re
 import pytest
 import torch
 
-from vitlab import PROJECT_ROOT, memory
-from vitlab.config import ConfigError, RunConfig
-from vitlab.models import build_model
-from vitlab.plans import SweepError, load_plan
-from vitlab.sweep import run_sweep
+from vitlab import PROJECT_ROOT
+from vitlab.run import memory
+from vitlab.run.config import ConfigError, RunConfig
+from vitlab.run.models import build_model
+from vitlab.study.plans import SweepError, load_plan
+from vitlab.study.sweep import run_sweep
 
 CASES = [
     {},

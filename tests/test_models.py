@@ -4,12 +4,12 @@ import pytest
 import timm
 import torch
 
-from vitlab.config import RunConfig
-from vitlab.flops import forward_flops, n_params
-from vitlab.models import build_model, create, fine_tune_from
 from vitlab.cli import main
-from vitlab.presets import PRESETS
-from vitlab.train import fit
+from vitlab.run.config import RunConfig
+from vitlab.run.flops import forward_flops, n_params
+from vitlab.run.models import build_model, create, fine_tune_from
+from vitlab.run.presets import PRESETS
+from vitlab.run.train import fit
 
 
 def closed_form_vit_flops(depth, width, mlp_dim, patch, image, channels, classes, prefix_tokens=1):

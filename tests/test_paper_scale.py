@@ -49,7 +49,7 @@ def estimated_peak(cifar_dir, settings) -> int:
     """The dry-run's estimate, made as `vitlab sweep --dry-run` makes it: in a fresh process."""
     env = {**os.environ, "VITLAB_DATA": str(cifar_dir), "VITLAB_NO_CHECKSUM": "1"}
     values = dict(s.split("=", 1) for s in settings)
-    code = ("import sys, yaml; from vitlab import memory; from vitlab.config import RunConfig; "
+    code = ("import sys, yaml; from vitlab.run import memory; from vitlab.run.config import RunConfig; "
             "print(memory.estimate(RunConfig.from_dict({k: yaml.safe_load(v) for k, v in "
             f"{values!r}.items()}})).peak)")
     return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -89,7 +89,7 @@ def test_paper_smoke_script_runs_each_params_file_and_prints_peak_memory(tmp_pat
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     table = [line.split() for line in out.stdout.splitlines() if line.split()[1:2] in (["vit"], ["resnet"])]
     assert len(table) == 2 and all(row[-3] == "ok" for row in table)  # the grid's two train sizes became one
-    from vitlab import results
+    from vitlab.study import results
 
     df = results.load_table(tmp_path / "work" / "tiny_paper")
     assert (df.status == "ok").all() and (df.train_steps == 2).all() and (df.batch_size == 16).all()

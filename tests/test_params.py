@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from vitlab import PROJECT_ROOT
-from vitlab.plans import load_plan
+from vitlab.study.plans import load_plan
 
 SHIPPED = sorted((PROJECT_ROOT / "params").glob("*.yaml"))
 # Each study the report draws needs its params file, moving the axis it is named for.
@@ -78,7 +78,7 @@ def dry_run(params, out, env=None):
 
 def test_a_dry_run_counts_recorded_runs_and_estimates_only_the_rest(tmp_path):
     """After a sweep it said "19 runs ... estimated 4.4 h" where a rerun trains nothing."""
-    from vitlab import results
+    from vitlab.study import results
 
     params = tmp_path / "tiny.yaml"
     params.write_text(TINY.replace("DATASET", "digits"))

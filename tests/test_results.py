@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from vitlab import PROJECT_ROOT, results
-from vitlab.config import RunConfig
-from vitlab.models import build_model
-from vitlab.train import fit
+from vitlab import PROJECT_ROOT
+from vitlab.run.config import RunConfig
+from vitlab.run.models import build_model
+from vitlab.run.train import fit
+from vitlab.study import results
 
 REQUIRED = ["run_id", "status", "model", "depth", "width", "heads", "mlp_dim", "patch_size", "dataset",
             "train_size", "epochs", "batch_size", "lr", "seed", "n_params", "flops_per_image",
@@ -93,8 +94,8 @@ def test_tune_axes_are_kept_beside_the_records(tmp_path):
 def test_records_written_before_a_field_existed_load_with_its_default(tmp_path):
     import json
 
-    from vitlab import results
-    from vitlab.config import RunConfig
+    from vitlab.run.config import RunConfig
+    from vitlab.study import results
 
     record = {"run_id": RunConfig().run_id, "status": "ok", **RunConfig().to_dict()}
     del record["compile"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vitlab import scaling
+from vitlab.report import scaling
 
 
 def law(x, a, b, c, e_inf):

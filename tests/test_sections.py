@@ -1,6 +1,6 @@
 """The report's paragraphs say what these runs show, beside what the paper found."""
 from tests.helpers import RESNET, VIT, runs
-from vitlab import sections
+from vitlab.report import sections
 
 
 def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resnet():

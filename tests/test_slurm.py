@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, recorded, trained
-from vitlab import PROJECT_ROOT, plans, results
+from vitlab import PROJECT_ROOT
+from vitlab.study import plans, results
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("slurmctld") or not shutil.which("munged"),

@@ -4,8 +4,8 @@ import pytest
 from scipy import stats as st
 
 from tests.helpers import RESNET, VIT, runs
-from vitlab import stats, studies
-from vitlab.plans import load_plan
+from vitlab.report import stats, studies
+from vitlab.study.plans import load_plan
 
 
 def test_tuning_keeps_the_configuration_best_on_validation_at_each_point_and_seed():

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from tests.helpers import recorded, start, trained
-from vitlab import claims, plans, results, sweep
+from vitlab.study import locks, plans, results, sweep
 
 pytestmark = pytest.mark.slow
 # Two pre-training runs (the first long), two independent runs, and two fine-tuning runs that each
@@ -90,7 +90,7 @@ def test_six_sweeps_at_once_with_one_killed_record_every_run_once(tmp_path):
         # been recorded in the moment before the kill), once the others have passed that run by
         # (they hold or have recorded two others).
         while time.time() < deadline and victim.poll() is None:
-            holders = {p.stem: claims.holder(out, p.stem) or {} for p in results.runs_dir(out).glob("*.lock")}
+            holders = {p.stem: locks.holder(out, p.stem) or {} for p in results.runs_dir(out).glob("*.lock")}
             held = [run for run, h in holders.items() if h.get("pid") == victim.pid and time.time() - h["since"] < 1]
             others = len(recorded(out)) + sum(h.get("pid") not in (None, victim.pid) for h in holders.values())
             kernels = [k for k in psutil.Process(victim.pid).children(recursive=True) if started_kernel(k)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import recorded, start, trained
-from vitlab import plans, results, sweep
+from vitlab.study import plans, results, sweep
 
 pytestmark = pytest.mark.slow
 # Each run trains about a second on a CPU, so a sweep can be caught part-way.
@@ -182,7 +182,7 @@ sweeps:
     df = results.load_table(tmp_path / "res")
     tuned = df[df["pretrained"].notna()].iloc[0]
     assert tuned["dataset"] == "digits" and tuned["pretrained"] == plan.runs[0].run_id
-    from vitlab import tables
+    from vitlab.report import tables
 
     table = tables.transfer_table(df).data
     assert table.loc[0, "pre-trained on"] == "mnist5k" and table.loc[0, "fine-tuned on"] == "digits"

@@ -1,7 +1,7 @@
 """The report's tables read without decoding: headers in words, FLOPs in a unit that suits them,
 rows sorted, and the best run of each family compared at one training set size."""
 from tests.helpers import RESNET, VIT, runs
-from vitlab import tables
+from vitlab.report import tables
 
 RAW = {"n_params", "flops_per_image", "train_flops", "train_exaflops", "wall_time_s", "images_per_s", "val_accuracy",
        "test_accuracy", "train_size", "mlp_dim", "patch_size"}

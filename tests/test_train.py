@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from vitlab import train
-from vitlab.config import RunConfig
-from vitlab.models import build_model
-from vitlab.step import schedule
-from vitlab.train import fit
+from vitlab.run import train
+from vitlab.run.config import RunConfig
+from vitlab.run.models import build_model
+from vitlab.run.step import schedule
+from vitlab.run.train import fit
 
 
 def test_fit_trains_evaluates_and_accounts_compute(tiny_cfg):
@@ -64,7 +64,7 @@ def test_linear_decay_and_sgd_and_bf16_train(tiny_cfg):
 
 
 def test_sgd_has_momentum_and_adamw_the_papers_betas(tiny_cfg):
-    from vitlab.step import make_optimizer
+    from vitlab.run.step import make_optimizer
 
     sgd, _ = make_optimizer(build_model(tiny_cfg), RunConfig.from_dict({**tiny_cfg.to_dict(), "optimizer": "sgd"}), 10)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
@@ -78,8 +78,8 @@ def test_sgd_has_momentum_and_adamw_the_papers_betas(tiny_cfg):
 def test_no_position_embedding_variant_gets_weight_decay(pos_embed):
     """Found by reading: learn2d's row and column tables were decayed while timm exempts the 1-D
     pos_embed, so Table 8 compared regularisers as much as embeddings."""
-    from vitlab.models import position_parameters
-    from vitlab.step import make_optimizer
+    from vitlab.run.models import position_parameters
+    from vitlab.run.step import make_optimizer
 
     cfg = RunConfig.from_dict({"pos_embed": pos_embed, "weight_decay": 0.1})
     model = build_model(cfg)
@@ -109,7 +109,7 @@ def test_shuffle_and_crops_never_draw_from_the_same_seed(tiny_cfg, monkeypatch):
 
 
 def test_random_streams_are_independent():
-    from vitlab import seeds
+    from vitlab.run import seeds
 
     drawn = {seeds.derive(0, stream, i) for stream in ("shuffle", "crops") for i in range(50)}
     drawn |= {seeds.derive(0, "init"), seeds.derive(1, "init")} | {seeds.derive(0, "fewshot", d) for d in range(3)}

@@ -9,9 +9,9 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from vitlab import results
-from vitlab.config import ConfigError
-from vitlab.plans import SweepError
+from vitlab.run.config import ConfigError
+from vitlab.study import results
+from vitlab.study.plans import SweepError
 
 DIR_HELP = "results directory (default: reports/results in the project)"
 
@@ -21,7 +21,7 @@ def _results_dir(args) -> Path:
 
 
 def cmd_sweep(args, render_report: bool = False) -> int:
-    from vitlab import plans
+    from vitlab.study import plans
 
     plan = plans.load_plan(args.params)  # validates every run before anything trains (and before torch loads)
     if args.set:
@@ -31,7 +31,7 @@ def cmd_sweep(args, render_report: bool = False) -> int:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
     if args.dry_run:
         return dry_run(plan, plans.shard(plan.runs, *shard), args.workers, _results_dir(args))
-    from vitlab import sweep
+    from vitlab.study import sweep
 
     out = _results_dir(args)
     mine = plans.shard(plan.runs, *shard)
@@ -45,9 +45,9 @@ def cmd_sweep(args, render_report: bool = False) -> int:
                              checkpoint_every=args.checkpoint_every)
     print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
     if render_report:
-        from vitlab import report
+        from vitlab.report import render
 
-        print(f"report: {report.render(out)}", file=sys.stderr)
+        print(f"report: {render.render(out)}", file=sys.stderr)
     return 1 if counts.get("failed") else 0
 
 
@@ -57,7 +57,8 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
     Returns 1 where the real sweep would refuse: a dataset missing, a run that cannot fit."""
     import pandas as pd
 
-    from vitlab import cpu, estimate, memory, plans
+    from vitlab.run import cpu, memory
+    from vitlab.study import cost, plans
 
     recorded = [cfg for cfg in runs if results.read_record(results_dir, cfg.run_id, "ignore")]
     todo = [cfg for cfg in runs if cfg not in recorded]
@@ -67,7 +68,7 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
         return 0
     peaks = [memory.estimate(cfg) for cfg in todo]
     mark = cpu.usage_mark()
-    estimates = estimate.estimate(todo)
+    estimates = cost.estimate(todo)
     others = cpu.others_busy(mark)
     configs = [cfg.to_dict() for cfg in todo]
     usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
@@ -81,7 +82,7 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
     for line, values in zip(table[1:], configs):
         print(line + "  " + (", ".join(f"{k}={v}" for k, v in values.items()
                                        if json.dumps(v) != usual[k] and v is not None) or "-"))
-    total = estimate.STARTUP_S + sum(e.seconds for e in estimates) / workers
+    total = cost.STARTUP_S + sum(e.seconds for e in estimates) / workers
     print(f"{plan.name}: {counts}: {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
           f"estimated {_duration(total)} on this machine"
           + (f" with {workers} workers" if workers > 1 else "")
@@ -91,7 +92,7 @@ def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
               "on a quieter machine runs will likely be faster than estimated")
     device = memory.default_device()
     top = max(peaks, key=lambda m: m.peak)
-    print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.describe(device)} "
+    print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.device_name(device)} "
           f"(run {top.run_id}: weights, gradients and optimizer state {_size(top.training - top.per_micro_batch)}, "
           f"activations {_size(top.per_micro_batch)} at {top.micro_batch} images a micro-batch, evaluation "
           f"{_size(top.evaluation)}, images held {_size(top.data)}, the process {_size(top.base)})")
@@ -137,8 +138,9 @@ def _set_values(items: list[str]) -> dict:
 
 def cmd_train(args) -> int:
     """One run in this process; under `accelerate launch` every process trains its share."""
-    from vitlab import results, train
-    from vitlab.config import RunConfig
+    from vitlab.run import train
+    from vitlab.run.config import RunConfig
+    from vitlab.study import results
     try:
         cfg = RunConfig.from_dict(_set_values(args.set))
     except ConfigError as e:
@@ -170,9 +172,9 @@ def _summary(record: dict) -> str:
 
 
 def cmd_report(args) -> int:
-    from vitlab import report
+    from vitlab.report import render
 
-    print(report.render(args.results_dir, show_code=args.show_code))
+    print(render.render(args.results_dir, show_code=args.show_code))
     return 0
 
 
@@ -202,7 +204,7 @@ def cmd_results(args) -> int:
 def cmd_models(args) -> int:
     import pandas as pd
 
-    from vitlab import presets
+    from vitlab.run import presets
 
     rows = presets.table()
     if args.format == "json":

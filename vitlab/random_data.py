@@ -2,7 +2,7 @@
 checks at paper scale where the real files are not at hand (scripts/paper_smoke.sh, tests).
 
 The files parse exactly as the downloads do; only their md5 sums differ, so vitlab reads them with
-VITLAB_NO_CHECKSUM=1 (see vitlab.datasets). Labels cycle through the classes, so every class is present.
+VITLAB_NO_CHECKSUM=1 (see vitlab.run.datasets). Labels cycle through the classes, so every class is present.
 
     python -m vitlab.random_data DIR [--train 50000] [--test 10000]
 """

@@ -1,0 +1,181 @@
+"""Report and notebook sections that are more than one figure or table: paragraphs that state
+what the runs say (with their intervals), and the looks inside trained models."""
+from __future__ import annotations
+
+import pandas as pd
+from IPython.display import Markdown
+
+from vitlab.report import claims, inside
+from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
+                                   position_similarity_grid)
+from vitlab.report.studies import ok_runs, one_factor_study
+from vitlab.study import results
+
+
+def summary(df: pd.DataFrame) -> str:
+    """A markdown paragraph: how many runs, by status, and which failed and why."""
+    if df.empty:
+        return "**No runs recorded yet.** Run a sweep first: `vitlab sweep params/quickstart.yaml`."
+    counts = df["status"].value_counts()
+    lines = [f"**{len(df)} runs**: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."]
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        lines.append("Runs that did not finish are left out of the figures:")
+        lines += [f"- `{r.run_id}` ({r.model}, {r.status}): {r.error}" for r in bad.itertuples()]
+    return "\n".join(lines)
+
+
+NAMES = {"vit": "ViT", "resnet": "ResNet", "hybrid": "hybrid"}
+
+
+def data_size_reading(df: pd.DataFrame) -> str:
+    """What these runs show across training set sizes, beside what the paper found: each size's
+    families in order of mean test accuracy over seeds, and where the ViT's mean passes the
+    ResNet's (means only: the claims table above decides, with intervals)."""
+    studies = [one_factor_study(df, "train_size", m) for m in sorted(ok_runs(df)["model"].unique())]
+    data = pd.concat([s for s in studies if not s.empty]) if any(not s.empty for s in studies) else None
+    if data is None or data["model"].nunique() < 2:
+        return ""
+    means = data.groupby(["train_size", "model"])["test_accuracy"].mean().unstack()
+    lines = ["What these runs show (mean test accuracy over seeds; the claims table above gives the intervals):"]
+    for size, row in means.iterrows():
+        ranked = row.dropna().sort_values(ascending=False)
+        lines.append(f"- at {size:,} images: " + " > ".join(f"{NAMES.get(m, m)} {a:.3f}" for m, a in ranked.items()))
+    if {"vit", "resnet"} <= set(means):
+        gap = (means["vit"] - means["resnet"]).dropna()
+        ahead = gap > 0
+        if ahead.all() or not ahead.any():
+            lines.append(f"The {'ViT' if ahead.all() else 'ResNet'}'s mean is above the "
+                         f"{'ResNet' if ahead.all() else 'ViT'}'s at every size run here.")
+        else:
+            changes = [f"between {a:,} and {b:,} images" for (a, x), (b, y) in zip(gap.items(), list(gap.items())[1:])
+                       if (x > 0) != (y > 0)]
+            lines.append("The ViT's mean crosses the ResNet's " + ", and again ".join(changes) + ".")
+    return "\n".join(lines)
+
+
+def recommendation(df: pd.DataFrame) -> str:
+    """Which scaling direction the runs favour per unit of compute, as a markdown paragraph; the
+    decision is one of the report's tests (claims.ledger), under its correction."""
+    led = claims.ledger(df)
+    finding = led[claims.best_direction]
+    if not finding.tests:
+        return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
+                "(depth, width and patch size from one base).*")
+    trends, (best, second) = finding.detail["trends"], finding.detail["ranked"]
+    c, test = finding.comparison, finding.tests[0]
+    slopes = {d: c.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
+    if not finding.testable():
+        return (f"*Some configurations along the scaling directions were run with one seed, so the trends have no "
+                f"interval; {led.seeds_text(finding)}.*")
+    lines = [f"- **{d}**: test error {slopes[d].text()} per 10x compute; {trends[d]['points']} configurations"
+             for d in sorted(slopes, key=lambda d: slopes[d].value)]
+    clear = test.decision.decided == 1  # the runner-up's slope minus the best's is above zero
+    budget = c.points["train_flops"].max() * 10
+    return (f"For more compute (say 10x the largest run here, {budget:.2g} FLOPs), the runs favour scaling **{best}**"
+            + (f": its error falls faster than {second}'s, {test.estimate.text(test.decision.level)}, decided under "
+               "the report's correction" if clear else
+               f", though not clearly ahead of {second} ({test.estimate.text(test.decision.level)}, under the report's "
+               f"correction; {led.seeds_text(finding)})")
+            + f"; {c.noise_text(test.weights)}. Each direction's trend on its own:\n\n" + "\n".join(lines))
+
+
+# Figures of one trained model's insides, as the inspect notebook and the report show them:
+# each a figure, or a Missing note where the model has nothing to show.
+
+def inside_position(model, label: str = ""):
+    """The similarity grid and the neighbour-vs-distant figures, or a note and None."""
+    prefix = f"{label}: " if label else ""
+    if inside.position_table(model) is None:
+        return Missing(f"{prefix}no position embedding (pos_embed: none)"), None
+    similarity = inside.position_similarity(model)
+    near = inside.neighbour_similarity(similarity)
+    return position_similarity_grid(similarity, f"{prefix}position embedding similarity".capitalize()
+                                    if not label else f"{prefix}position embedding similarity"), near
+
+
+def inside_filters(model, k: int = 28):
+    try:
+        tiles, explained = inside.patch_embedding_components(model, k)
+    except ValueError as e:
+        return Missing(str(e).removeprefix("model: "))
+    return embedding_filters(tiles, explained)
+
+
+def inside_attention_distance(model, x):
+    return attention_distance_by_depth(inside.mean_attention_distance(model, x),
+                                       x.shape[-1] / model.patch_embed.grid_size[1])
+
+
+def inside_rollout(model, images, x):
+    return attention_rollout_overlay(images, inside.attention_rollout(model, x))
+
+
+# Patches per side below which the position-embedding similarity says nothing either way: on a
+# 2x2 grid every patch neighbours every other and none is half the grid away from a neighbour.
+MIN_GRID = 4
+
+
+def neighbour_note(near: dict[str, float] | None, model=None) -> str:
+    if near is None:
+        return ""
+    grid = model.patch_embed.grid_size[0] if model is not None else None
+    if grid is not None and grid < MIN_GRID:
+        verdict = (f"with a {grid}x{grid} patch grid there are too few patches to say whether closer ones are more "
+                   f"similar (the paper's grids are 14x14 and larger; a smaller patch or larger image gives a grid "
+                   f"of {MIN_GRID}x{MIN_GRID} or more)")
+    else:
+        verdict = "closer patches have more similar embeddings, as in the paper" if near["neighbour"] > near["distant"] \
+            else "closer patches are not more similar here, unlike the paper"
+    return (f"Mean cosine similarity of neighbouring patches' position embeddings: **{near['neighbour']:.3f}**; "
+            f"of distant patches (at least half the grid apart): **{near['distant']:.3f}**. So {verdict}.")
+
+
+def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
+    """The report's look inside the ViT best on validation: a caption, then the four pictures."""
+    best = results.best_run(results.with_weights(results_dir, df))
+    if best is None:
+        return [Missing("No successful ViT run with saved weights and a validation accuracy: run a sweep with ViTs "
+                        "to fill this section.")]
+    cfg, model = results.load_model(results_dir, best)
+    images, x = inside.sample_images(cfg, 8)
+    run = df.loc[df["run_id"] == best].iloc[0]
+    position, near = inside_position(model)
+    return [Markdown(f"The ViT best on validation among those trained from scratch on `{cfg.dataset}` (the dataset "
+                     f"with the most such runs), run `{best}` (depth {cfg.depth}, width {cfg.width}, patch "
+                     f"{cfg.patch_size}, position embedding `{cfg.pos_embed}`; validation accuracy "
+                     f"{run['val_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}). "
+                     f"Draw the same for any run with `notebooks/inspect.ipynb`."),
+            inside_filters(model), position, Markdown(neighbour_note(near, model)),
+            inside_attention_distance(model, x), inside_rollout(model, images, x)]
+
+
+def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
+    """Paper Table 8: test accuracy by position-embedding variant (ViT runs equal in all else),
+    each variant minus none with the interval of its decision under the report's correction,
+    and each variant's similarity grid (its run best on validation) with the neighbour-vs-distant
+    figures."""
+    runs = one_factor_study(df, "pos_embed", "vit")
+    if runs.empty:
+        return [Missing("No ViT runs differ only in pos_embed: run params/pos_embed.yaml to fill this section.")]
+    led = claims.ledger(df)
+    finding = led[claims.position_embedding_helps]
+    against = {t.what.split(" minus ")[0]: t for t in finding.tests}
+    rows, items = [], []
+    for variant, group in runs.groupby("pos_embed"):
+        test = against.get(variant)
+        row = {"pos_embed": variant, "runs": len(group), "mean test accuracy": group["test_accuracy"].mean(),
+               "minus none": ("–" if test is None else test.estimate.text(test.decision.level) if test.decision
+                              else "needs 2+ seeds at every variant"),
+               "neighbour similarity": None, "distant similarity": None}
+        best = results.best_run(results.with_weights(results_dir, group))
+        if best is not None:
+            figure, near = inside_position(results.load_model(results_dir, best)[1], f"{variant} (run {best})")
+            if near is not None:
+                row.update({"neighbour similarity": near["neighbour"], "distant similarity": near["distant"]})
+                items.append(figure)
+        rows.append(row)
+    table = pd.DataFrame(rows).style.format(
+        {"mean test accuracy": "{:.3f}", "neighbour similarity": "{:.3f}", "distant similarity": "{:.3f}"},
+        na_rep="–").hide(axis="index")
+    return [table, Markdown("Similarity of neighbouring vs distant patches' embeddings, by variant:"), *items]

@@ -1,0 +1,216 @@
+"""One run's configuration: a dataclass validated once, hashed into its run id."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, fields
+
+from vitlab.run import datasets
+from vitlab.run.families import (FAMILY_DEFAULTS, FAMILY_FIELDS, HYBRID_STRIDE, MODELS, POS_EMBEDS, STEMS,
+                                 resnet_depth_error)
+from vitlab.run.presets import PRESETS
+
+POOLS = ("token", "avg")
+OPTIMIZERS = ("adamw", "sgd")
+DECAYS = ("cosine", "linear")
+PRECISIONS = ("fp32", "bf16", "fp16")
+ARCH_FIELDS = sorted(set().union(*FAMILY_FIELDS.values()))
+# Fields added after runs were first recorded, with the default those runs had: a run id hashes
+# them only when set otherwise, so every earlier run keeps its id (and its record still matches).
+ADDED_FIELDS = {"compile": False}
+
+
+class ConfigError(ValueError):
+    """A one-line message naming the field and what is allowed."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = "vit"
+    preset: str | None = None  # a name from `vitlab models`; fields set beside it override it
+    depth: int = 4
+    width: int = 64
+    heads: int | None = 4
+    mlp_dim: int | None = 128
+    patch_size: int | None = 7
+    pool: str | None = "token"
+    pos_embed: str | None = "learn"
+    pre_logits: bool | None = False
+    stem: str | None = None  # ResNet / hybrid trunk: small (28-32 px, the default) or imagenet
+    cnn_depth: int | None = None  # the hybrid's ResNet trunk (default 8)
+    cnn_width: int | None = None  # (default 8)
+    dataset: str = "mnist5k"
+    pretrained: str | None = None  # run id of a recorded run whose weights start this one (fine-tuning)
+    image_size: int | None = None  # None: the dataset's own; else images are resized once
+    train_size: int = 3500  # images of the training pool (less its validation split), nested subsets
+    epochs: int = 50
+    steps: int | None = None  # a step budget; when set it replaces epochs (0: no training)
+    batch_size: int = 64  # images per optimiser step, over all processes
+    grad_accum: int = 1  # micro-batches per step (batch_size / grad_accum images each), to fit memory
+    optimizer: str = "adamw"  # adamw (beta1 0.9, beta2 0.999; the paper's pre-training) or sgd (momentum 0.9; its fine-tuning)
+    lr: float = 5e-3
+    decay: str = "linear"  # after warm-up: cosine or linear (the paper's pre-training) to zero
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # fraction of the training steps spent warming up
+    precision: str = "fp32"  # fp32, bf16 or fp16 mixed precision (fp16 needs a GPU)
+    label_smoothing: float = 0.1
+    augment: bool = True  # random crops after padding (and flips, for photos); short budgets do better without
+    seed: int = 0
+    compile: bool = False  # torch.compile the model (worth it on a GPU for long runs; minutes of compiling first)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """Build and validate from plain values (a params file, papermill parameters)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown field{did_you_mean(unknown[0], known)} (allowed: {', '.join(known)})")
+        values = {name: _coerce(name, value, known[name].type) for name, value in values.items()}
+        if values.get("preset") is not None:
+            if values["preset"] not in PRESETS:
+                raise ConfigError("preset", f"unknown preset {values['preset']!r} (see `vitlab models`)")
+            values = {**PRESETS[values["preset"]]["arch"], **values}
+        cfg = cls(**values)
+        _choice("model", cfg.model, MODELS)
+        used = FAMILY_FIELDS[cfg.model]
+        cfg = dataclasses.replace(cfg, **{k: None for k in ARCH_FIELDS if k not in used},
+                                  **{k: v for k, v in FAMILY_DEFAULTS.items() if k in used and getattr(cfg, k) is None})
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> "RunConfig":
+        """Build and validate from the fields found in a namespace (a notebook's globals after its
+        parameters cell); a field it lacks takes its default."""
+        return cls.from_dict({f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size or datasets.spec(self.dataset).image_size
+
+    def arch(self) -> dict:
+        """The architecture fields that models.create takes."""
+        return {k: getattr(self, k) for k in ("model", "depth", "width", *FAMILY_FIELDS[self.model])}
+
+    def validate(self) -> None:
+        _choice("model", self.model, MODELS)
+        try:
+            datasets.spec(self.dataset)
+        except KeyError:
+            raise ConfigError("dataset", f"{self.dataset!r} is not one of {', '.join(datasets.names())}") from None
+        except datasets.DatasetMissing as e:
+            raise ConfigError("dataset", str(e).removeprefix(f"dataset {self.dataset}: ")) from None
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("decay", self.decay, DECAYS)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("depth", "width", "epochs", "batch_size", "train_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        spec = datasets.spec(self.dataset)
+        if self.train_size > spec.n_train:
+            raise ConfigError("train_size", f"{self.dataset} has {spec.n_train:,} training images ({spec.train_pool:,} less "
+                              f"a validation split of {spec.n_val:,}), got {self.train_size}")
+        if self.train_size < spec.num_classes:
+            raise ConfigError("train_size", f"needs at least one image per class ({spec.num_classes}), got {self.train_size}")
+        if self.pretrained is not None and not re.fullmatch(r"[0-9a-f]{12}", self.pretrained):
+            raise ConfigError("pretrained", f"a run id (12 hex digits, see `vitlab results DIR`), got {self.pretrained!r}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError("grad_accum", f"must divide batch_size {self.batch_size}, got {self.grad_accum}")
+        if self.lr <= 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError("steps", f"must be >= 0 (0: evaluate at initialisation) or null (use epochs), got {self.steps}")
+        if self.weight_decay < 0:
+            raise ConfigError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError("warmup", f"a fraction of the steps in [0, 1), got {self.warmup}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError("image_size", f"must be >= 1 or null (the dataset's own), got {self.image_size}")
+        if self.model in ("resnet", "hybrid"):
+            _choice("stem", self.stem, STEMS)
+        if self.model == "resnet" and (why := resnet_depth_error(self.depth, self.stem)):
+            raise ConfigError("depth", why)
+        if self.model == "hybrid":
+            if (why := resnet_depth_error(self.cnn_depth or 0, self.stem)):
+                raise ConfigError("cnn_depth", why)
+            if self.cnn_width is None or self.cnn_width < 1:
+                raise ConfigError("cnn_width", f"must be >= 1, got {self.cnn_width}")
+        if self.model in ("vit", "hybrid"):
+            self._validate_transformer()
+
+    def _validate_transformer(self) -> None:
+        for name in ("heads", "mlp_dim", "patch_size"):
+            if getattr(self, name) is None or getattr(self, name) < 1:
+                raise ConfigError(name, f"a ViT needs a positive {name}, got {getattr(self, name)}")
+        _choice("pool", self.pool, POOLS)
+        _choice("pos_embed", self.pos_embed, POS_EMBEDS)
+        size = self.input_size
+        if self.model == "hybrid":
+            stride = HYBRID_STRIDE[self.stem]
+            if size % stride:
+                raise ConfigError("image_size", f"the {self.stem}-stem hybrid trunk downsamples {stride}x; {size} px is not a multiple")
+            size //= stride
+        if size % self.patch_size:
+            what = f"the {size}x{size} feature map" if self.model == "hybrid" else f"the {size} px images"
+            raise ConfigError("patch_size", f"{self.patch_size} does not divide {what} of {self.dataset}"
+                              f" (allowed: {', '.join(str(p) for p in divisors(size))})")
+        if self.width % self.heads:
+            raise ConfigError("heads", f"width {self.width} is not divisible by heads {self.heads}")
+        if self.pos_embed in ("learn2d", "sincos2d") and self.width % (4 if self.pos_embed == "sincos2d" else 2):
+            raise ConfigError("pos_embed", f"{self.pos_embed} needs a width divisible by "
+                              f"{4 if self.pos_embed == 'sincos2d' else 2}, got {self.width}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """Stable across processes and versions: sha256 of the canonical JSON of every field."""
+        values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def did_you_mean(name: str, allowed) -> str:
+    """'; did you mean X?' for the allowed name closest to a misspelt one, else ''."""
+    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(name, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _coerce(name: str, value, annotation: str):
+    """Check a value's type; floats are stored as float so that 1 and 1.0 hash alike."""
+    base = annotation.split("|")[0].strip()
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ConfigError(name, f"must be a {base}, got nothing")
+    if base == "float" and isinstance(value, str):
+        # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it means.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, _TYPES[base]) or (base != "bool" and isinstance(value, bool)):
+        raise ConfigError(name, f"must be a {base}, got {type(value).__name__} {value!r}")
+    return float(value) if base == "float" else value
