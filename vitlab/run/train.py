@@ -110,8 +110,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     set_seed(cfg.seed)
     if accelerator is None:
         accelerator = Accelerator(log_with=log_with, project_dir=str(log_dir) if log_dir else None)
-    device = accelerator.device
-    world, rank = accelerator.num_processes, accelerator.process_index
+    device, world = accelerator.device, accelerator.num_processes
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
                          f"{cfg.grad_accum} micro-batches")
@@ -119,14 +118,51 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     memory.reset_peak(device)
     spec = datasets.spec(cfg.dataset)
     source = data.source(cfg, device)
-
     flops_per_image = forward_flops(model, (spec.channels, cfg.input_size, cfg.input_size))
-    batch_size, steps_per_epoch, total_steps = budget(cfg)
-    per_process = batch_size // world
+    batch_size, _, total_steps = budget(cfg)
     optimizer, scheduler = make_optimizer(model, cfg, total_steps)
-    # The scheduler stays unprepared: Accelerate would step it once per process per step,
-    # as it takes batch_size per process; here batch_size is the global batch.
-    if device.type == "cuda":
+    model, optimizer = _prepare(model, optimizer, cfg, accelerator)
+    loop = _Loop(cfg, accelerator, model, optimizer, scheduler, MixedPrecision(cfg.precision, device), source,
+                 spec.flip, Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None, checkpoint_every,
+                 checkpoint_minutes)
+    steps, history, sums, threads = loop.resume()
+    on_cpu = device.type == "cpu"
+    share = cpu.ThreadShare(threads or [(steps, cpu.threads_for_run(usage) if on_cpu else torch.get_num_threads())],
+                            adapt=on_cpu)
+    if log_with:
+        accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
+    resumed_from = steps
+    bar = tqdm(total=total_steps, initial=steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
+               disable=not progress or not accelerator.is_local_main_process)
+    train_started = time.perf_counter()
+    status, steps = loop.train(steps, history, sums, share, bar, log=bool(log_with))
+    bar.close()
+    if log_with:
+        accelerator.end_training()
+    train_time = time.perf_counter() - train_started
+    ok = status == "ok"
+    test_correct = evaluation.correct(model, source.held_batches("test"), source) if ok else None
+    return TrainResult(
+        status=status, val_accuracy=evaluation.accuracy(model, source.held_batches("val"), source) if ok else None,
+        test_accuracy=float(test_correct.mean()) if ok else None, test_correct=test_correct,
+        train_loss=history[-1]["train_loss"] if history else None,
+        n_params=n_params(model), flops_per_image=flops_per_image,
+        train_flops=TRAIN_FLOPS_PER_FORWARD * flops_per_image * steps * batch_size,
+        train_steps=steps, images_seen=steps * batch_size, train_time_s=train_time,
+        wall_time_s=time.perf_counter() - started,
+        images_per_s=(steps - resumed_from) * batch_size / train_time if train_time > 0 else 0.0,
+        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB,
+        threads=share.changes[0][1], history=history,
+        transfer=evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if ok else {},
+        resumed_from_step=resumed_from,
+        error=None if ok else f"non-finite training loss in epoch {len(history)}")
+
+
+def _prepare(model: nn.Module, optimizer, cfg: RunConfig, accelerator: Accelerator):
+    """The model and optimizer as the device runs them fastest, prepared by Accelerate. The
+    scheduler stays unprepared: Accelerate would step it once per process per step, as it takes
+    batch_size per process; here batch_size is the global batch."""
+    if accelerator.device.type == "cuda":
         # TF32 tensor cores for fp32 matmuls and convolutions (10 mantissa bits, as the paper's TPUs'
         # bf16 passes); channels-last is the layout cuDNN's fastest convolution kernels take.
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -134,98 +170,106 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
             model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()  # in place: the module, its state_dict and checkpoints stay as they are
-    model, optimizer = accelerator.prepare(model, optimizer)
-    precision = MixedPrecision(cfg.precision, device)
-    pad = max(1, cfg.input_size // 14)
-    # Every random draw is seeded by (seed, epoch) or (seed, step) in its own stream, so a
-    # resumed run draws exactly what the uninterrupted run drew.
-    crops = torch.Generator(device=device)
+    return accelerator.prepare(model, optimizer)
 
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
-    history, steps, sums, threads = [], 0, None, None
-    if checkpoint is not None and checkpoint.is_file():
-        steps, history, sums, threads = _load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler,
-                                                         precision)
-    on_cpu = device.type == "cpu"
-    share = cpu.ThreadShare(threads or [(steps, cpu.threads_for_run(usage) if on_cpu else torch.get_num_threads())],
-                            adapt=on_cpu)
-    if log_with:
-        accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
-    status = "ok"
-    model.train()
-    bar = tqdm(total=total_steps, initial=steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
-               disable=not progress or not accelerator.is_local_main_process)
-    train_started = last_save = time.perf_counter()
-    resumed_from, images_before = steps, steps * batch_size
-    # A run resumed from its final checkpoint has no epochs left.
-    for epoch in range(steps // steps_per_epoch, math.ceil(total_steps / steps_per_epoch) if steps < total_steps else 0):
-        # Per-epoch sums stay on the device: one host sync per epoch, not per step.
-        loss_sum, correct = sums or (torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
-        sums = None
-        first = epoch * steps_per_epoch
-        epoch_steps = min(steps_per_epoch, total_steps - first)
-        batches = [slice(s * batch_size + rank * per_process, s * batch_size + (rank + 1) * per_process)
-                   for s in range(steps - first, epoch_steps)]
-        for xb, yb in source.batches(epoch, batches):
-            if cfg.augment:
-                crops.manual_seed(seeds.derive(cfg.seed, "crops", steps))
-                part = slice(rank * per_process, (rank + 1) * per_process)
-                xb = data.random_crop(xb, pad, crops, part, batch_size)
-                if spec.flip:  # photos, not digits: a mirrored 2 is no 2
-                    flip = torch.rand(batch_size, device=device, generator=crops)[part] < 0.5
-                    xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            logits, loss = step(model, optimizer, scheduler, accelerator, data.normalise(xb, source), yb,
-                                cfg.label_smoothing, cfg.grad_accum, precision)
-            loss_sum += loss
-            correct += (logits.argmax(1) == yb).sum()
-            steps += 1
-            bar.update()
-            share.check(steps)
-            # By step count, or by process 0's clock every CLOCK_STEPS steps (one broadcast, not one per step).
-            due = checkpoint is not None and steps < total_steps and (
-                steps % checkpoint_every == 0 if checkpoint_every else
-                steps % CLOCK_STEPS == 0 and _agreed(accelerator, time.perf_counter() - last_save > 60 * checkpoint_minutes))
-            if due:
-                _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history,
-                                 (loss_sum, correct), share.changes)
-                last_save = time.perf_counter()
-        loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
-        epoch_loss = loss_sum.item() / (epoch_steps * world)
-        elapsed = time.perf_counter() - train_started
-        history.append({"epoch": epoch + 1, "images_seen": steps * batch_size, "threads": torch.get_num_threads(),
-                        "train_loss": epoch_loss,
-                        "train_accuracy": correct.item() / (epoch_steps * batch_size),
-                        "images_per_s": (steps * batch_size - images_before) / elapsed})
-        bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
-                        img_s=f"{history[-1]['images_per_s']:.0f}")
-        if log_with:
-            accelerator.log({k: v for k, v in history[-1].items() if k != "epoch"}, step=steps)
-        if not math.isfinite(epoch_loss):
-            status = "diverged"
-            break
-    bar.close()
-    if checkpoint is not None and status == "ok":
-        _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, precision, steps, history, None,
-                         share.changes)
-    if log_with:
-        accelerator.end_training()
-    train_time = time.perf_counter() - train_started
-    images_seen = steps * batch_size
-    trained_here = images_seen - images_before
-    val_accuracy = evaluation.accuracy(model, source.held_batches("val"), source) if status == "ok" else None
-    test_correct = evaluation.correct(model, source.held_batches("test"), source) if status == "ok" else None
-    transfer = evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if status == "ok" else {}
-    return TrainResult(
-        status=status, val_accuracy=val_accuracy,
-        test_accuracy=float(test_correct.mean()) if test_correct is not None else None, test_correct=test_correct,
-        train_loss=history[-1]["train_loss"] if history else None,
-        n_params=n_params(model), flops_per_image=flops_per_image,
-        train_flops=TRAIN_FLOPS_PER_FORWARD * flops_per_image * images_seen,
-        train_steps=steps, images_seen=images_seen, train_time_s=train_time,
-        wall_time_s=time.perf_counter() - started,
-        images_per_s=trained_here / train_time if train_time > 0 else 0.0,
-        device=str(device), peak_memory_gib=memory.measured_peak(device) / memory.GiB,
-        threads=share.changes[0][1],
-        history=history, transfer=transfer,
-        resumed_from_step=resumed_from,
-        error=f"non-finite training loss in epoch {len(history)}" if status == "diverged" else None)
+
+@dataclass
+class _Loop:
+    """The training loop of one run, over what fit prepared for it."""
+    cfg: RunConfig
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: MixedPrecision
+    source: data.InMemory | data.Streamed
+    flip: bool  # photos, not digits: a mirrored 2 is no 2
+    checkpoint: Path | None
+    checkpoint_every: int | None
+    checkpoint_minutes: float
+    last_save: float = 0.0  # time.perf_counter() of the last checkpoint
+    crops: torch.Generator | None = None
+
+    def resume(self) -> tuple[int, list[dict], tuple | None, list | None]:
+        """Steps done, epochs' history, the running epoch's sums and thread changes: from the
+        checkpoint where there is one, else from the start."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return 0, [], None, None
+        return _load_checkpoint(self.checkpoint, self.accelerator, self.model, self.optimizer, self.scheduler,
+                                self.precision)
+
+    def train(self, steps: int, history: list[dict], sums, share: cpu.ThreadShare, bar, log: bool
+              ) -> tuple[str, int]:
+        """Train from step `steps` to the end of the budget; the run's status and its steps."""
+        cfg, accelerator, device = self.cfg, self.accelerator, self.accelerator.device
+        batch_size, steps_per_epoch, total_steps = budget(cfg)
+        world, rank = accelerator.num_processes, accelerator.process_index
+        per_process = batch_size // world
+        images_before, started = steps * batch_size, time.perf_counter()
+        self.last_save = started
+        # Every random draw is seeded by (seed, epoch) or (seed, step) in its own stream, so a
+        # resumed run draws exactly what the uninterrupted run drew.
+        self.crops = torch.Generator(device=device)
+        self.model.train()
+        # A run resumed from its final checkpoint has no epochs left.
+        for epoch in range(steps // steps_per_epoch, math.ceil(total_steps / steps_per_epoch) if steps < total_steps else 0):
+            # Per-epoch sums stay on the device: one host sync per epoch, not per step.
+            loss_sum, correct = sums or (torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
+            sums = None
+            first = epoch * steps_per_epoch
+            epoch_steps = min(steps_per_epoch, total_steps - first)
+            batches = [slice(s * batch_size + rank * per_process, s * batch_size + (rank + 1) * per_process)
+                       for s in range(steps - first, epoch_steps)]
+            for xb, yb in self.source.batches(epoch, batches):
+                if cfg.augment:
+                    xb = self._augment(xb, steps, slice(rank * per_process, (rank + 1) * per_process), batch_size)
+                logits, loss = step(self.model, self.optimizer, self.scheduler, accelerator,
+                                    data.normalise(xb, self.source), yb, cfg.label_smoothing, cfg.grad_accum,
+                                    self.precision)
+                loss_sum += loss
+                correct += (logits.argmax(1) == yb).sum()
+                steps += 1
+                bar.update()
+                share.check(steps)
+                if self._due(steps, total_steps):
+                    self._save(steps, history, (loss_sum, correct), share.changes)
+            loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
+            epoch_loss = loss_sum.item() / (epoch_steps * world)
+            history.append({"epoch": epoch + 1, "images_seen": steps * batch_size, "threads": torch.get_num_threads(),
+                            "train_loss": epoch_loss,
+                            "train_accuracy": correct.item() / (epoch_steps * batch_size),
+                            "images_per_s": (steps * batch_size - images_before) / (time.perf_counter() - started)})
+            bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
+                            img_s=f"{history[-1]['images_per_s']:.0f}")
+            if log:
+                accelerator.log({k: v for k, v in history[-1].items() if k != "epoch"}, step=steps)
+            if not math.isfinite(epoch_loss):
+                return "diverged", steps
+        if self.checkpoint is not None:
+            self._save(steps, history, None, share.changes)
+        return "ok", steps
+
+    def _augment(self, xb: torch.Tensor, steps: int, part: slice, batch_size: int) -> torch.Tensor:
+        """Random crops (and flips of photos), drawn for the whole global batch from the step's own
+        stream so that a resumed run, and every process, draws what the uninterrupted run drew."""
+        self.crops.manual_seed(seeds.derive(self.cfg.seed, "crops", steps))
+        xb = data.random_crop(xb, max(1, self.cfg.input_size // 14), self.crops, part, batch_size)
+        if self.flip:
+            flip = torch.rand(batch_size, device=self.accelerator.device, generator=self.crops)[part] < 0.5
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
+        return xb
+
+    def _due(self, steps: int, total_steps: int) -> bool:
+        """A checkpoint by step count, or by process 0's clock every CLOCK_STEPS steps (one
+        broadcast, not one per step)."""
+        if self.checkpoint is None or steps >= total_steps:
+            return False
+        if self.checkpoint_every:
+            return steps % self.checkpoint_every == 0
+        return steps % CLOCK_STEPS == 0 and _agreed(self.accelerator,
+                                                    time.perf_counter() - self.last_save > 60 * self.checkpoint_minutes)
+
+    def _save(self, steps: int, history: list[dict], sums, threads) -> None:
+        _save_checkpoint(self.checkpoint, self.accelerator, self.model, self.optimizer, self.scheduler,
+                         self.precision, steps, history, sums, threads)
+        self.last_save = time.perf_counter()

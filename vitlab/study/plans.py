@@ -39,6 +39,28 @@ def load_plan(path: str | Path) -> Plan:
     """Read a params file and expand every run, failing on the first problem found."""
     path = Path(path)
     where = str(path)
+    spec = _read(path)
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SweepError(f"{where}: name: {name!r} must be letters, digits, '_', '-' or '.'")
+    notebook = Path(spec.get("notebook") or TRAIN_NOTEBOOK)
+    if not notebook.is_absolute():
+        notebook = PROJECT_ROOT / notebook
+    if not notebook.is_file():
+        raise SweepError(f"{where}: notebook: {notebook} does not exist")
+    base = _mapping(where, "base", spec.get("base", {}))
+    runs: dict[str, RunConfig] = {}
+    tune: list[str] = []
+    for label, block in _blocks(where, spec):
+        tune += [axis for axis in _tuned(where, label, block) if axis not in tune]
+        for cfg in _block_runs(where, label, base, block):
+            runs.setdefault(cfg.run_id, cfg)  # the same config from two blocks (a shared base point) is one run
+    # Pre-training before fine-tuning: runs that start from another run go after the rest.
+    return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)), tuple(tune))
+
+
+def _read(path: Path) -> dict:
+    where = str(path)
     if not path.is_file():
         raise SweepError(f"{where}: no such params file")
     try:
@@ -50,53 +72,52 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(spec, dict):
         raise SweepError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     _check_keys(where, "top level", spec, TOP_KEYS)
-    name = spec.get("name", path.stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise SweepError(f"{where}: name: {name!r} must be letters, digits, '_', '-' or '.'")
-    notebook = Path(spec.get("notebook") or TRAIN_NOTEBOOK)
-    if not notebook.is_absolute():
-        notebook = PROJECT_ROOT / notebook
-    if not notebook.is_file():
-        raise SweepError(f"{where}: notebook: {notebook} does not exist")
-    base = _mapping(where, "base", spec.get("base", {}))
+    return spec
 
-    blocks = spec.get("sweeps")
+
+def _blocks(where: str, spec: dict) -> list[tuple[str, dict]]:
+    """The file's sweep blocks with the label an error names them by: its `sweeps:` list, or
+    the top level's own grid/zip/runs/tune as one block."""
     own = {k: spec[k] for k in ("grid", "zip", "runs", "tune") if k in spec}
-    if blocks is None:
-        blocks = [own]
-    elif own:
+    if "sweeps" not in spec:
+        return [("top level", own)]
+    blocks = spec["sweeps"]
+    if own:
         raise SweepError(f"{where}: put grid/zip/runs/tune inside sweeps, not beside it")
-    elif not isinstance(blocks, list) or not blocks:
+    if not isinstance(blocks, list) or not blocks:
         raise SweepError(f"{where}: sweeps: must be a non-empty list of blocks with keys {', '.join(BLOCK_KEYS)}")
-
-    runs: dict[str, RunConfig] = {}
-    tune: list[str] = []
     for i, block in enumerate(blocks):
-        label = f"sweeps[{i}]" if "sweeps" in spec else "top level"
         if not isinstance(block, dict):
-            raise SweepError(f"{where}: {label}: must be a mapping with keys {', '.join(BLOCK_KEYS)}")
-        _check_keys(where, label, block, BLOCK_KEYS)
-        for axis in _mapping(where, f"{label}.tune", block.get("tune", {})):
-            if axis not in TUNABLE:
-                raise SweepError(f"{where}: {label}.tune.{axis}: not a tuning axis{did_you_mean(axis, TUNABLE)} "
-                                 f"(allowed: {', '.join(TUNABLE)})")
-            tune += [axis] if axis not in tune else []
-        seen: set[str] = set()
-        for j, values in enumerate(_expand(where, label, {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}, block)):
-            desc = f"{label} run {j + 1} ({describe(values, base)})"
-            try:
-                if isinstance(values.get("pretrained"), dict):  # the run to start from, by its fields
-                    values = {**values, "pretrained": RunConfig.from_dict({**base, **values["pretrained"]}).run_id}
-                cfg = RunConfig.from_dict(values)
-            except ConfigError as e:
-                raise SweepError(f"{where}: {_blame(base, e, desc)}: {e}") from None
-            if cfg.run_id in seen:
-                raise SweepError(f"{where}: {desc}: duplicate run (the same config appears twice in {label})")
-            seen.add(cfg.run_id)
-            # The same config from two blocks (a shared base point) is one run.
-            runs.setdefault(cfg.run_id, cfg)
-    # Pre-training before fine-tuning: runs that start from another run go after the rest.
-    return Plan(name, path, notebook, tuple(sorted(runs.values(), key=lambda c: c.pretrained is not None)), tuple(tune))
+            raise SweepError(f"{where}: sweeps[{i}]: must be a mapping with keys {', '.join(BLOCK_KEYS)}")
+        _check_keys(where, f"sweeps[{i}]", block, BLOCK_KEYS)
+    return [(f"sweeps[{i}]", block) for i, block in enumerate(blocks)]
+
+
+def _tuned(where: str, label: str, block: dict) -> list[str]:
+    axes = list(_mapping(where, f"{label}.tune", block.get("tune", {})))
+    for axis in axes:
+        if axis not in TUNABLE:
+            raise SweepError(f"{where}: {label}.tune.{axis}: not a tuning axis{did_you_mean(axis, TUNABLE)} "
+                             f"(allowed: {', '.join(TUNABLE)})")
+    return axes
+
+
+def _block_runs(where: str, label: str, base: dict, block: dict) -> list[RunConfig]:
+    """One block's runs, each validated; an error names the run and blames `base` for its fields."""
+    runs: dict[str, RunConfig] = {}
+    block_base = {**base, **_mapping(where, f"{label}.base", block.get("base", {}))}
+    for j, values in enumerate(_expand(where, label, block_base, block)):
+        desc = f"{label} run {j + 1} ({describe(values, base)})"
+        try:
+            if isinstance(values.get("pretrained"), dict):  # the run to start from, by its fields
+                values = {**values, "pretrained": RunConfig.from_dict({**base, **values["pretrained"]}).run_id}
+            cfg = RunConfig.from_dict(values)
+        except ConfigError as e:
+            raise SweepError(f"{where}: {_blame(base, e, desc)}: {e}") from None
+        if cfg.run_id in runs:
+            raise SweepError(f"{where}: {desc}: duplicate run (the same config appears twice in {label})")
+        runs[cfg.run_id] = cfg
+    return list(runs.values())
 
 
 def override(plan: Plan, values: dict) -> Plan:

@@ -34,71 +34,25 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
     """
     results_dir = Path(results_dir or results.DEFAULT_DIR).resolve()
     runs = shard(plan.runs, *shard_spec)
-    for line in missing_data(plan, runs):  # before anything trains
-        raise SweepError(line)
-    planned = {cfg.run_id: cfg for cfg in plan.runs}
-    for cfg in runs:
-        if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
-            raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
-                             f"sweep nor recorded with weights in {results_dir}")
-    for cfg in runs:  # a run that cannot fit its device is refused before any run trains
-        try:
-            memory.check(cfg)
-        except ConfigError as e:
-            raise SweepError(f"{plan.path}: {e}") from None
-    notebooks_dir = results_dir / "notebooks"  # created only once the plan has passed its checks
-    notebooks_dir.mkdir(parents=True, exist_ok=True)
+    _check(plan, runs, results_dir)  # before anything trains
+    (results_dir / "notebooks").mkdir(parents=True, exist_ok=True)  # only once the plan has passed
     results.add_tune_axes(results_dir, plan.tune)
     results.keep_params(results_dir, plan.path)
     counts = {"ok": 0, "skipped": 0, "failed": 0, "diverged": 0}
     usual = plan_base(plan)  # each run's line shows what sets it apart in this sweep
-    kernels = _kernels(plan, workers, fresh_kernels)
+    idle = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
-    started = time.time()
-
-    def wanted(run_id: str, claimed: bool = False) -> bool:
-        # A damaged record is a run not recorded; the sweep that claims the run sets it aside.
-        record = results.read_record(results_dir, run_id, "set aside" if claimed else "ignore")
-        # With retry_failed, a run failed before this sweep began is to be run again.
-        return record is None or (retry_failed and record["status"] == "failed"
-                                  and results.record_path(results_dir, run_id).stat().st_mtime < started)
-
-    def run_one(cfg: RunConfig) -> tuple[RunConfig, str, dict | None, float]:
-        if not wanted(cfg.run_id):
-            locks.clear_stale(cfg.run_id)  # left by a sweep killed between record and release
-            return cfg, "skipped", None, 0.0
-        if cfg.pretrained in planned and wanted(cfg.pretrained):
-            return cfg, "deferred", None, 0.0
-        if not locks.acquire(cfg.run_id):
-            return cfg, "deferred", None, 0.0
-        begun = time.perf_counter()
-        kernel = kernels.get()
-        try:
-            # Finished between our first look and the claim, by a sweep that has since let go.
-            if not wanted(cfg.run_id, claimed=True):
-                return cfg, "skipped", None, 0.0
-            pre = results.read_record(results_dir, cfg.pretrained) if cfg.pretrained else None
-            if pre is not None and pre["status"] != "ok":
-                record = results.make_record(cfg, status="failed", error=f"pretrained run {cfg.pretrained} "
-                                             f"{pre['status']}: {pre.get('error') or 'no weights'}")
-                results.write(results_dir, record)
-                return cfg, "ran", record, 0.0
-            record = _train(plan, cfg, results_dir, notebooks_dir, kernel, checkpoint_every)
-            return cfg, "ran", record, time.perf_counter() - begun
-        finally:
-            kernels.put(kernel)
-            locks.release(cfg.run_id)
-
     with Locks(results_dir) as locks, contextlib.ExitStack() as stack:
+        runner = _Runner(plan, results_dir, locks, idle, retry_failed, checkpoint_every)
         # One pool for the whole sweep, as a kernel dies with the thread that started it; the
         # kernels are closed before the pool's threads end.
         pool = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None
-        for kernel in list(kernels.queue):
+        for kernel in list(idle.queue):
             stack.enter_context(kernel)
         pending, said = list(runs), None
         while pending:
             deferred = []
-            for cfg, outcome, record, seconds in _map(run_one, pending, pool):
+            for cfg, outcome, record, seconds in _map(runner.run, pending, pool):
                 if outcome == "deferred":
                     deferred.append(cfg)
                     continue
@@ -109,11 +63,11 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
                 named = results.accuracies(record)
                 bar.write(f"{cfg.run_id} {record['status']:>8} {_differs(cfg, usual)}{'  ' + named if named else ''}"
-                          f"  ({seconds:.1f} s; {_progress(bar, started)})")
+                          f"  ({seconds:.1f} s; {_progress(bar, runner.started)})")
                 if fail_fast and record["status"] == "failed":
                     bar.close()
                     raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
-            pending = _next_pass(deferred, planned, results_dir, wanted, bar)
+            pending = _next_pass(deferred, runner.planned, results_dir, runner.wanted, bar)
             if pending and len(deferred) == len(pending) and set(deferred) == set(pending):
                 waiting = _waiting_line(pending, results_dir)
                 if waiting != said:
@@ -122,6 +76,69 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
                 time.sleep(POLL_S)  # nothing could start: wait for other sweeps' records
     bar.close()
     return counts
+
+
+def _check(plan: Plan, runs: tuple[RunConfig, ...], results_dir: Path) -> None:
+    """Refuse the sweep before any run trains: missing data, a run to start from that is nowhere,
+    a run that cannot fit its device."""
+    for line in missing_data(plan, runs):
+        raise SweepError(line)
+    planned = {cfg.run_id for cfg in plan.runs}
+    for cfg in runs:
+        if cfg.pretrained and cfg.pretrained not in planned and not results.weights_path(results_dir, cfg.pretrained).is_file():
+            raise SweepError(f"{plan.path}: run {cfg.run_id}: pretrained: run {cfg.pretrained} is neither in this "
+                             f"sweep nor recorded with weights in {results_dir}")
+    for cfg in runs:
+        try:
+            memory.check(cfg)
+        except ConfigError as e:
+            raise SweepError(f"{plan.path}: {e}") from None
+
+
+class _Runner:
+    """One run of a sweep at a time, from any worker thread: skipped when recorded, deferred when
+    another sweep holds it or its pre-training run is not recorded, else trained under its lock
+    in an idle kernel."""
+
+    def __init__(self, plan: Plan, results_dir: Path, locks: Locks, idle: queue.Queue, retry_failed: bool,
+                 checkpoint_every: int | None):
+        self.plan, self.results_dir, self.locks, self.idle = plan, results_dir, locks, idle
+        self.retry_failed, self.checkpoint_every = retry_failed, checkpoint_every
+        self.planned = {cfg.run_id: cfg for cfg in plan.runs}
+        self.started = time.time()
+
+    def wanted(self, run_id: str, claimed: bool = False) -> bool:
+        # A damaged record is a run not recorded; the sweep that holds the run's lock sets it aside.
+        record = results.read_record(self.results_dir, run_id, "set aside" if claimed else "ignore")
+        # With retry_failed, a run failed before this sweep began is to be run again.
+        return record is None or (self.retry_failed and record["status"] == "failed"
+                                  and results.record_path(self.results_dir, run_id).stat().st_mtime < self.started)
+
+    def run(self, cfg: RunConfig) -> tuple[RunConfig, str, dict | None, float]:
+        if not self.wanted(cfg.run_id):
+            self.locks.clear_stale(cfg.run_id)  # left by a sweep killed between record and release
+            return cfg, "skipped", None, 0.0
+        if cfg.pretrained in self.planned and self.wanted(cfg.pretrained):
+            return cfg, "deferred", None, 0.0
+        if not self.locks.acquire(cfg.run_id):
+            return cfg, "deferred", None, 0.0
+        begun = time.perf_counter()
+        kernel = self.idle.get()
+        try:
+            # Finished between our first look and the lock, by a sweep that has since let go.
+            if not self.wanted(cfg.run_id, claimed=True):
+                return cfg, "skipped", None, 0.0
+            pre = results.read_record(self.results_dir, cfg.pretrained) if cfg.pretrained else None
+            if pre is not None and pre["status"] != "ok":
+                record = results.make_record(cfg, status="failed", error=f"pretrained run {cfg.pretrained} "
+                                             f"{pre['status']}: {pre.get('error') or 'no weights'}")
+                results.write(self.results_dir, record)
+                return cfg, "ran", record, 0.0
+            record = _train(self.plan, cfg, self.results_dir, kernel, self.checkpoint_every)
+            return cfg, "ran", record, time.perf_counter() - begun
+        finally:
+            self.idle.put(kernel)
+            self.locks.release(cfg.run_id)
 
 
 POLL_S = 2.0
@@ -172,11 +189,11 @@ def _waiting_line(pending: list[RunConfig], results_dir: Path) -> str:
             f" or waiting for their pre-training run")
 
 
-def _train(plan: Plan, cfg: RunConfig, results_dir: Path, notebooks_dir: Path, kernel: kernels.Kernel,
+def _train(plan: Plan, cfg: RunConfig, results_dir: Path, kernel: kernels.Kernel,
            checkpoint_every: int | None = None) -> dict:
     """One papermill execution of the plan's notebook; its record, or a failed record on error."""
     try:
-        kernel.execute(plan.notebook, notebooks_dir / f"{cfg.run_id}.ipynb",
+        kernel.execute(plan.notebook, results_dir / "notebooks" / f"{cfg.run_id}.ipynb",
                        {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False,
                         "checkpoint_every": checkpoint_every})
         record = results.read_record(results_dir, cfg.run_id)
@@ -209,15 +226,15 @@ def _kernels(plan: Plan, workers: int, fresh: bool) -> queue.Queue:
     import torch
 
     gpus = torch.cuda.device_count()
-    kernels: queue.Queue = queue.Queue()
+    idle: queue.Queue = queue.Queue()
     for k in range(workers):
         env = None
         if workers > 1 and gpus > 1:
             env = {"CUDA_VISIBLE_DEVICES": str(k % gpus)}
         elif workers > 1:  # K kernels each using every core would thrash
             env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
-        kernels.put(kernels.Kernel(plan.notebook.parent, env, fresh))
-    return kernels
+        idle.put(kernels.Kernel(plan.notebook.parent, env, fresh))
+    return idle
 
 
 def _one_line(e: Exception) -> str:
