@@ -23,7 +23,11 @@ LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)
 METRIC_LABELS = {"test_accuracy": "test accuracy", "fewshot_10": "10-shot linear accuracy (transfer)",
                  "linear_probe": "linear probe accuracy (transfer)"}
 
-sns.set_theme(style="whitegrid", context="notebook")
+
+def use_theme() -> None:
+    """The figures' look (seaborn's whitegrid at notebook scale), set by the notebooks that draw
+    them rather than on import, so that importing vitlab changes no one's matplotlib settings."""
+    sns.set_theme(style="whitegrid", context="notebook")
 
 
 @dataclass
