@@ -1,5 +1,6 @@
-"""Process settings that keep training on a CPU at full speed; vitlab.run.train applies them on import,
-and takes each run's thread count from the cores other processes leave it.
+"""Process settings that keep training on a CPU at full speed, which training applies before its
+first step (train.fit, the cost calibration), and each run's thread count from the cores other
+processes leave it.
 
 Two costs a bare PyTorch loop pays on a CPU, measured on the ViT-Ti benchmark
 (benchmarks/train_throughput.py, 2 cores): denormal floats, which GELU tails and attention

@@ -19,8 +19,6 @@ from vitlab.run.config import RunConfig
 from vitlab.run.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.run.step import MixedPrecision, budget, make_optimizer, step
 
-cpu.configure()  # on import, before this process trains anything (see vitlab.run.cpu)
-
 
 @dataclass
 class TrainResult:
@@ -107,6 +105,7 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     its share of every batch.
     """
     started, usage = time.perf_counter(), cpu.usage_mark()
+    cpu.configure()  # before this process trains anything (see vitlab.run.cpu)
     set_seed(cfg.seed)
     if accelerator is None:
         accelerator = Accelerator(log_with=log_with, project_dir=str(log_dir) if log_dir else None)

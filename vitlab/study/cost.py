@@ -54,8 +54,8 @@ def estimate(runs, accelerator: Accelerator | None = None, progress: bool = True
         # Evaluation is a forward pass over the test split: a third of a training step's work per image.
         eval_s = step_s / batch_size / TRAIN_FLOPS_PER_FORWARD * spec.test_size
         out.append(Cost(cfg.run_id, params, flops, total_steps,
-                            TRAIN_FLOPS_PER_FORWARD * flops * batch_size * total_steps,
-                            step_s, RUN_OVERHEAD_S + step_s * total_steps + eval_s))
+                        TRAIN_FLOPS_PER_FORWARD * flops * batch_size * total_steps,
+                        step_s, RUN_OVERHEAD_S + step_s * total_steps + eval_s))
     return out
 
 
