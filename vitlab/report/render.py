@@ -1,18 +1,15 @@
 """Render the report notebook on a results directory to one self-contained HTML file."""
 from __future__ import annotations
 
-import datetime
 import html as html_text
-import platform
 import re
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
 
-from vitlab import PROJECT_ROOT, __version__
+from vitlab import PROJECT_ROOT
 from vitlab.study import kernels, results
 
 REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
@@ -23,28 +20,6 @@ STYLE = """<style>
 .jp-OutputArea-output { overflow-x: auto; max-width: 100%; }
 nav.vitlab-contents { margin: 1em 0 2em; } nav.vitlab-contents ol { columns: 2; }
 </style>"""
-LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
-
-
-def coverage(results_dir: str | Path, records) -> str:
-    """What a report covers, as Markdown: its params files, runs, versions, devices and date."""
-    params = results.kept_params(results_dir)
-    days = sorted({d[:10] for d in records["finished_at"].dropna()}) if len(records) else []
-    status = records["status"].value_counts() if len(records) else {}
-    runs = ", ".join(f"{n} {k}" for k, n in status.items()) or "none"
-    devices = ", ".join(sorted(records["device"].dropna().unique())) if len(records) else "none"
-    libraries = ", ".join(f"{name} {version(name)}" for name in LIBRARIES)
-    bad = results.damaged(results_dir)
-    rows = [("results", f"`{Path(results_dir)}`"),
-            ("params files", ", ".join(f"`{p}`" for p in params) or "none kept here (a sweep keeps a copy in params/)"),
-            ("runs", f"{len(records)} ({runs})" + (f", finished {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
-                                                    if days else "")),
-            *([("left out", "; ".join(f"`runs/{p.name}`: {problem}" for p, problem in bad)
-                 + " (not readable as records; a sweep sets such a file aside and trains its run again)")]
-              if bad else []),
-            ("devices", devices), ("software", f"vitlab {__version__}, Python {platform.python_version()}, {libraries}"),
-            ("rendered", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))]
-    return "\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def _contents(html: str) -> str:

@@ -2,14 +2,44 @@
 what the runs say (with their intervals), and the looks inside trained models."""
 from __future__ import annotations
 
+import datetime
+import platform
+from importlib.metadata import version
+from pathlib import Path
+
 import pandas as pd
 from IPython.display import Markdown
 
+from vitlab import __version__
 from vitlab.report import claims, inside
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
 from vitlab.report.studies import ok_runs, one_factor_study
 from vitlab.study import results
+
+LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
+
+
+def coverage(results_dir: str | Path, records) -> str:
+    """What a report covers, as Markdown: its params files, runs, versions, devices and date."""
+    params = results.kept_params(results_dir)
+    days = sorted({d[:10] for d in records["finished_at"].dropna()}) if len(records) else []
+    status = records["status"].value_counts() if len(records) else {}
+    runs = ", ".join(f"{n} {k}" for k, n in status.items()) or "none"
+    devices = ", ".join(sorted(records["device"].dropna().unique())) if len(records) else "none"
+    libraries = ", ".join(f"{name} {version(name)}" for name in LIBRARIES)
+    bad = results.damaged(results_dir)
+    rows = [("results", f"`{Path(results_dir)}`"),
+            ("params files", ", ".join(f"`{p}`" for p in params) or "none kept here (a sweep keeps a copy in params/)"),
+            ("runs", f"{len(records)} ({runs})" + (f", finished {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
+                                                    if days else "")),
+            *([("left out", "; ".join(f"`runs/{p.name}`: {problem}" for p, problem in bad)
+                 + " (not readable as records; a sweep sets such a file aside and trains its run again)")]
+              if bad else []),
+            ("devices", devices), ("software", f"vitlab {__version__}, Python {platform.python_version()}, {libraries}"),
+            ("rendered", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))]
+    return "\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)])
+
 
 
 def summary(df: pd.DataFrame) -> str:
