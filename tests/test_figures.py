@@ -44,3 +44,13 @@ def test_axes_are_ticked_at_the_values_run_and_titles_are_words():
     labels = [t for t in fig5.axes[0].get_xticklabels() if t.get_text() and left <= t.get_position()[0] <= right]
     assert len(labels) >= 2, [t.get_text() for t in labels]
 
+
+
+def test_attention_distance_draws_the_neighbour_line_inside_the_axes_and_its_caption_says_so():
+    """Distances all far below the patch stride (a 2x2 grid's heads) still show the line the caption names."""
+    distance = np.array([[1.0, 1.5], [2.0, 2.5]])
+    figure = figures.attention_distance_by_depth(distance, patch_stride=14)
+    ax = figure.fig.axes[0]
+    line = next(l for l in ax.get_lines() if list(l.get_ydata()) == [14, 14])
+    assert line.get_linestyle() == "--" and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 14
+    assert "dashed line" in figure.caption and "14 px" in figure.caption and "dashed line at 14" in figure.alt

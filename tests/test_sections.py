@@ -1,6 +1,6 @@
 """The report's paragraphs say what these runs show, beside what the paper found."""
 from tests.helpers import RESNET, VIT, runs
-from vitlab.report import sections
+from vitlab.report import claims, sections
 
 
 def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resnet():
@@ -16,3 +16,28 @@ def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resne
     only_resnet_ahead = runs(*(({**m, "train_size": n}, acc, 1e11) for n in (500, 1000)
                                for m, acc in ((VIT, 0.5), (RESNET, 0.7))))
     assert sections.data_size_reading(only_resnet_ahead).endswith("The ResNet's mean is above the ViT's at every size run here.")
+
+
+def test_a_figures_reading_gives_each_claims_verdict_as_the_claims_table_decides_it():
+    df = runs(*(({**VIT, "train_size": n, "seed": s}, acc + 0.01 * s, 1e11) for n, acc in ((500, 0.60), (2000, 0.90))
+                for s in (0, 1)),
+              *(({**RESNET, "train_size": n, "seed": s}, acc, 1e11) for n, acc in ((500, 0.70), (2000, 0.80))
+                for s in (0, 1)))
+    ledger = claims.ledger(df)
+    text = sections.claims_reading(ledger, claims.resnet_wins_on_small_data, claims.smaller_patches_help)
+    table = ledger.table().set_index("claim")
+    heading, line = text.splitlines()  # no patch-size runs: that claim is left to its section's note
+    claim = "ResNets beat ViTs on the smallest training sets"
+    assert line.startswith(f"- {claim}: **{table.loc[claim, 'verdict']}** (")
+    assert table.loc[claim, "evidence"].startswith(line.split("** (", 1)[1][:-1])
+    assert sections.claims_reading(ledger, claims.smaller_patches_help) == ""
+
+
+def test_the_pooling_reading_gives_each_head_at_its_own_best_learning_rate():
+    df = runs(*(({**VIT, "pool": pool, "lr": lr, "seed": s}, test + 0.01 * s, 1e11, val)
+                for pool, lr, test, val in (("token", 1e-3, 0.80, 0.70), ("token", 3e-3, 0.70, 0.90),
+                                            ("avg", 1e-3, 0.85, 0.95), ("avg", 3e-3, 0.60, 0.50))
+                for s in (0, 1)))
+    assert sections.pooling_reading(df).splitlines()[1:] == [
+        "- global average pooling: 0.855 at learning rate 0.001", "- class token: 0.705 at learning rate 0.003"]
+    assert sections.pooling_reading(df[df["pool"] == "token"]) == ""

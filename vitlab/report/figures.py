@@ -268,12 +268,14 @@ def attention_distance_by_depth(distance, patch_stride: float, title: str = "Mea
     sns.scatterplot(data=frame, x="block", y="distance", hue="head", palette="tab10", ax=ax, s=45)
     ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)", title=title,
            xticks=range(1, depth + 1))
-    ax.axhline(patch_stride, color="grey", lw=0.8, ls=":")
-    ax.set_ylim(bottom=0)
+    # Dark and dashed, so that it stands out from the grid, and always inside the axes.
+    ax.axhline(patch_stride, color="black", lw=1.2, ls="--", zorder=1)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.1 * patch_stride))
     ax.legend(title="head", fontsize=7, ncols=2)
     return _done(fig, f"Scatter plot of mean attention distance in pixels against block number 1 to {depth}, "
-                      f"one point for each of {heads} heads.",
-                 "Mirrors the paper's Fig. 7 (right); the dotted line is the distance between neighbouring patches.")
+                      f"one point for each of {heads} heads, with a dashed line at {patch_stride:g} pixels.",
+                 f"Mirrors the paper's Fig. 7 (right); the dashed line is the distance between neighbouring "
+                 f"patches ({patch_stride:g} px).")
 
 
 def attention_rollout_overlay(images, rollout, title: str = "Attention rollout"):

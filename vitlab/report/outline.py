@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,11 @@ class Runs:
         records = results.load_table(out, warn=False)  # damaged files: listed under coverage
         return cls(out, records, studies.tuned(records, results.tune_axes(out)))
 
+    @cached_property
+    def ledger(self) -> claims.Ledger:
+        """Every claim's tests, decided together once for the whole report."""
+        return claims.ledger(self.df)
+
 
 @dataclass(frozen=True)
 class Section:
@@ -44,8 +50,12 @@ class Section:
 
 
 def _claims(runs: Runs) -> list:
-    ledger = claims.ledger(runs.df)
-    return [claims.styled(ledger.table()), Markdown(ledger.note())]
+    return [claims.styled(runs.ledger.table()), Markdown(runs.ledger.note())]
+
+
+def _reading(*findings) -> Callable[[Runs], Markdown]:
+    """A figure's reading: what these runs show on the claims it bears on."""
+    return lambda r: Markdown(sections.claims_reading(r.ledger, *findings))
 
 
 SECTIONS = (
@@ -89,8 +99,10 @@ SECTIONS = (
              lambda r: figures.accuracy_vs_train_size_by_model(r.df),
              lambda r: figures.accuracy_vs_train_size_by_model(r.df, "fewshot_10"))),
     Section("Accuracy vs compute (cf. Fig. 5)",
-            "",
-            (lambda r: figures.error_vs_compute(r.df),)),
+            ("The paper finds ViT ahead of ResNets at equal pre-training compute (2-4x less compute for the "
+             "same accuracy), and hybrids ahead of ViT at small compute, the gap closing for larger models."),
+            (_reading(claims.vit_beats_resnet_at_equal_compute, claims.hybrids_help_at_small_compute),
+             lambda r: figures.error_vs_compute(r.df))),
     Section("Scaling laws",
             ("The saturating power law error = a·(x + c)^(−b) + e_inf (Zhai et al. 2021) fitted to study points "
              "(seed means of test error) against training compute, parameters and training images, with 95% "
@@ -102,14 +114,18 @@ SECTIONS = (
             (lambda r: tables.fits_table(r.df),
              lambda r: Markdown(sections.recommendation(r.df)))),
     Section("Scaling depth, width and patch size (cf. Appendix D.2, Fig. 8)",
-            "",
-            (lambda r: figures.scaling_directions_plot(r.df),
+            ("The paper finds depth the most effective direction to scale and width the least, with smaller "
+             "patches (a longer sequence at no extra parameters) a robust gain."),
+            (_reading(claims.depth_helps_more_than_width, claims.smaller_patches_help),
+             lambda r: figures.scaling_directions_plot(r.df),
              lambda r: figures.accuracy_vs(r.df, "depth"),
              lambda r: figures.accuracy_vs(r.df, "width"),
              lambda r: figures.accuracy_vs(r.df, "patch_size"))),
     Section("Class token vs average pooling (cf. Appendix D.3, Fig. 9)",
-            "",
-            (lambda r: figures.pooling_plot(r.records),)),
+            ("The paper finds the class token and global average pooling equally good, once each has its own "
+             "learning rate."),
+            (lambda r: Markdown(sections.pooling_reading(r.records)),
+             lambda r: figures.pooling_plot(r.records))),
     Section("Position embeddings (cf. Table 8, Appendix D.4)",
             ("The paper finds any position embedding far better than none, and the 1-D, 2-D and relative variants "
              "close to each other. Each variant is tested against none, as one of the report's tests under its "

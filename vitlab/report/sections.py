@@ -14,10 +14,11 @@ from vitlab import __version__
 from vitlab.report import claims, inside
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
-from vitlab.report.studies import ok_runs, one_factor_study
+from vitlab.report.studies import ok_runs, one_factor_study, two_factor_study
 from vitlab.study import results
 
 LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
+POOLS = {"token": "class token", "avg": "global average pooling"}
 
 
 def coverage(results_dir: str | Path, records) -> str:
@@ -81,6 +82,31 @@ def data_size_reading(df: pd.DataFrame) -> str:
             changes = [f"between {a:,} and {b:,} images" for (a, x), (b, y) in zip(gap.items(), list(gap.items())[1:])
                        if (x > 0) != (y > 0)]
             lines.append("The ViT's mean crosses the ResNet's " + ", and again ".join(changes) + ".")
+    return "\n".join(lines)
+
+
+def claims_reading(ledger: claims.Ledger, *findings) -> str:
+    """What these runs show on the claims a figure bears on: each claim's verdict and its main
+    estimate, as the claims table decides them (under the report's correction). Claims without
+    runs to test them are left to the section's own note of what would fill it."""
+    tested = [ledger.verdict(ledger[fn]) for fn in findings if ledger[fn].tests]
+    if not tested:
+        return ""
+    return "\n".join(["What these runs show (the claims table above gives the whole evidence):",
+                      *(f"- {v.claim}: **{v.verdict}** ({v.evidence.split('; ')[0]})" for v in tested)])
+
+
+def pooling_reading(df: pd.DataFrame) -> str:
+    """What these runs show on class token vs average pooling: each head at its own best learning
+    rate (chosen on validation), with its mean test accuracy over seeds there."""
+    study = two_factor_study(df, "pool", "lr", "vit")
+    if study.empty or study["pool"].nunique() < 2:
+        return ""
+    means = study.groupby(["pool", "lr"])[["val_accuracy", "test_accuracy"]].mean()
+    lines = ["What these runs show (each head at the learning rate best on validation; mean test accuracy over seeds):"]
+    for pool, group in means.groupby(level="pool"):
+        (_, lr), row = next(iter(group.sort_values("val_accuracy", ascending=False).iterrows()))
+        lines.append(f"- {POOLS.get(pool, pool)}: {row['test_accuracy']:.3f} at learning rate {lr:g}")
     return "\n".join(lines)
 
 
