@@ -12,7 +12,7 @@ def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resne
     text = sections.data_size_reading(df)
     assert "- at 500 images: ResNet 0.700 > ViT 0.605" in text
     assert "- at 2,000 images: ViT 0.905 > ResNet 0.800" in text
-    assert text.endswith("The ViT's mean crosses the ResNet's between 500 and 1,000 images.")
+    assert text.endswith("\n\nThe ViT's mean crosses the ResNet's between 500 and 1,000 images.")  # a paragraph after the list
     only_resnet_ahead = runs(*(({**m, "train_size": n}, acc, 1e11) for n in (500, 1000)
                                for m, acc in ((VIT, 0.5), (RESNET, 0.7))))
     assert sections.data_size_reading(only_resnet_ahead).endswith("The ResNet's mean is above the ViT's at every size run here.")
@@ -26,7 +26,7 @@ def test_a_figures_reading_gives_each_claims_verdict_as_the_claims_table_decides
     ledger = claims.ledger(df)
     text = sections.claims_reading(ledger, claims.resnet_wins_on_small_data, claims.smaller_patches_help)
     table = ledger.table().set_index("claim")
-    heading, line = text.splitlines()  # no patch-size runs: that claim is left to its section's note
+    _, line = text.splitlines()  # no patch-size runs: that claim is left to its section's note
     claim = "ResNets beat ViTs on the smallest training sets"
     assert line.startswith(f"- {claim}: **{table.loc[claim, 'verdict']}** (")
     assert table.loc[claim, "evidence"].startswith(line.split("** (", 1)[1][:-1])

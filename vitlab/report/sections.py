@@ -76,12 +76,13 @@ def data_size_reading(df: pd.DataFrame) -> str:
         gap = (means["vit"] - means["resnet"]).dropna()
         ahead = gap > 0
         if ahead.all() or not ahead.any():
-            lines.append(f"The {'ViT' if ahead.all() else 'ResNet'}'s mean is above the "
+            # A blank line first: a paragraph, not part of the list's last item.
+            lines.append(f"\nThe {'ViT' if ahead.all() else 'ResNet'}'s mean is above the "
                          f"{'ResNet' if ahead.all() else 'ViT'}'s at every size run here.")
         else:
             changes = [f"between {a:,} and {b:,} images" for (a, x), (b, y) in zip(gap.items(), list(gap.items())[1:])
                        if (x > 0) != (y > 0)]
-            lines.append("The ViT's mean crosses the ResNet's " + ", and again ".join(changes) + ".")
+            lines.append("\nThe ViT's mean crosses the ResNet's " + ", and again ".join(changes) + ".")
     return "\n".join(lines)
 
 
