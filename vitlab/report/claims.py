@@ -119,8 +119,7 @@ def _data_size(s: Studies, claim, paper, fill) -> tuple[Comparison, list] | Find
 
 def resnet_wins_on_small_data(s: Studies) -> Finding:
     claim, paper, fill = "ResNets beat ViTs on the smallest training sets", "Fig. 3, 4", "params/data_size.yaml"
-    study = _data_size(s, claim, paper, fill)
-    if isinstance(study, Finding):
+    if isinstance(study := _data_size(s, claim, paper, fill), Finding):
         return study
     c, common = study
     n = common[0]
@@ -132,8 +131,7 @@ def resnet_wins_on_small_data(s: Studies) -> Finding:
 
 def vit_gains_more_from_data(s: Studies) -> Finding:
     claim, paper, fill = "ViT gains more than ResNet from more training data", "Fig. 3, 4", "params/data_size.yaml"
-    study = _data_size(s, claim, paper, fill)
-    if isinstance(study, Finding):
+    if isinstance(study := _data_size(s, claim, paper, fill), Finding):
         return study
     c, common = study
     if len(common) < 2:
