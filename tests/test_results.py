@@ -3,7 +3,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from vitlab import PROJECT_ROOT
 from vitlab.run.config import RunConfig
@@ -46,20 +45,6 @@ def test_failed_record_and_table(tmp_path):
     assert json.loads(results.export(df, "json"))[0]["depth"] == 2
     results.export(df, "parquet", tmp_path / "r.parquet")
     assert pd.read_parquet(tmp_path / "r.parquet").loc[0, "depth"] == 2
-
-
-def test_fine_tuning_starts_from_a_recorded_runs_weights(tmp_path):
-    source = RunConfig.from_dict({"depth": 1, "width": 16, "heads": 2, "mlp_dim": 32, "patch_size": 7, "seed": 3})
-    model = build_model(source)
-    target = RunConfig.from_dict({**source.to_dict(), "dataset": "digits", "image_size": 14, "train_size": 100,
-                                  "seed": 0, "pretrained": source.run_id})
-    with pytest.raises(FileNotFoundError, match=f"pretrained: run {source.run_id} has no record"):
-        results.start_model(tmp_path, target)
-    results.save_weights(tmp_path, source.run_id, model)
-    results.write(tmp_path, results.make_record(source, status="ok"))
-    tuned = results.start_model(tmp_path, target)
-    assert torch.equal(tuned.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
-    assert tuned.head.weight.abs().sum() == 0
 
 
 def test_best_run_is_chosen_on_validation_never_on_test():

@@ -138,21 +138,15 @@ def _set_values(items: list[str]) -> dict:
 
 def cmd_train(args) -> int:
     """One run in this process; under `accelerate launch` every process trains its share."""
-    from vitlab.run import train
     from vitlab.run.config import RunConfig
-    from vitlab.study import results
+    from vitlab.study import results, runner
     try:
         cfg = RunConfig.from_dict(_set_values(args.set))
     except ConfigError as e:
         raise SweepError(f"--set {e}") from None
     out = _results_dir(args)
-    model = results.start_model(out, cfg)
-    result = train.fit(cfg, model, progress=not args.quiet, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
-                       checkpoint_every=args.checkpoint_every)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        record = results.finish(out, cfg, model, result)
+    result, record = runner.run(cfg, out, progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    if record is not None:  # process 0's
         if args.json:
             print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
                               "test_accuracy": result.test_accuracy,

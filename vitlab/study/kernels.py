@@ -13,7 +13,7 @@ from jupyter_client.manager import KernelManager
 # ipykernel warns at every start that its loopback TCP is unencrypted.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 # Imported once when a reused kernel starts, not once per run.
-PRELOAD = "import vitlab.run.train, vitlab.report.figures"
+PRELOAD = "import vitlab.study.runner, vitlab.report.figures"
 # A kernel binds ports its manager found free a moment earlier; with several sweeps starting
 # kernels at once another process can take one first, and the kernel dies before it answers
 # (seen once in CI as "Kernel died before replying to kernel_info"). Such a start is retried.

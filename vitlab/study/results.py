@@ -111,29 +111,6 @@ def drop_checkpoint(results_dir: str | Path, run_id: str) -> None:
     shutil.rmtree(checkpoint_dir(results_dir, run_id), ignore_errors=True)
 
 
-def start_model(results_dir: str | Path, cfg: RunConfig) -> torch.nn.Module:
-    """A run's model, initialised from its seed, or from its pretrained run's weights."""
-    from vitlab.run.models import build_model, fine_tune_from
-
-    model = build_model(cfg)
-    if cfg.pretrained:
-        fine_tune_from(model, pretrained_weights(results_dir, cfg.pretrained), f"run {cfg.pretrained}")
-    return model
-
-
-def finish(results_dir: str | Path, cfg: RunConfig, model: torch.nn.Module, result,
-           keep_checkpoint: bool = False) -> dict:
-    """Record a finished run: its weights first (a record means its weights exist), then the
-    record; its checkpoint goes, as the record and weights hold what it was kept for."""
-    if result.status == "ok":
-        save_weights(results_dir, cfg.run_id, model)
-    record = make_record(cfg, result)
-    write(results_dir, record)
-    if not keep_checkpoint:
-        drop_checkpoint(results_dir, cfg.run_id)
-    return record
-
-
 def load_model(results_dir: str | Path, run_id: str) -> tuple[RunConfig, torch.nn.Module]:
     """A recorded run's config and its trained model, in eval mode on the CPU."""
     import torch
