@@ -24,9 +24,9 @@ def test_docs_list_every_module_once_in_its_wing_with_its_job():
     section = page.split("## The code", 1)[1].split("\n## ", 1)[0]
     listed = []
     for table in re.split(r"^### ", section, flags=re.MULTILINE)[1:]:
-        wing = re.match(r"`vitlab/(\w*)/?`", table)
-        assert wing, f"a table of modules without its folder: {table.splitlines()[0]}"
-        prefix = f"{wing.group(1)}." if wing.group(1) else ""
+        folder = re.match(r"`vitlab/([\w/]*?)/?`", table)
+        assert folder, f"a table of modules without its folder: {table.splitlines()[0]}"
+        prefix = f"{folder.group(1).replace('/', '.')}." if folder.group(1) else ""
         listed += [prefix + m for m in re.findall(r"^\| `(\w+)` \| \S.*\|$", table, flags=re.MULTILINE)]
     assert sorted(listed) == MODULES and len(listed) == len(set(listed))
 

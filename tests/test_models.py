@@ -137,3 +137,33 @@ def test_fine_tuning_takes_every_weight_but_a_zeroed_head():
     resnet = RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 4})
     with pytest.raises(ValueError, match="pretrained: run x"):  # no position embedding to resample
         fine_tune_from(build_model(resnet), model.state_dict(), "run x")
+
+
+def test_a_family_declared_in_one_place_validates_builds_and_trains(monkeypatch):
+    """What adding a family takes: its declaration in the registry; config, models, training and
+    evaluation need no change (timm's MLP-Mixer over 4 px patches, sized by depth and width)."""
+    from timm.models.mlp_mixer import MlpMixer
+
+    from vitlab.run import families
+    from vitlab.run.checks import ConfigError
+    from vitlab.run.config import RunConfig
+    from vitlab.run.models import build_model
+    from vitlab.run.train import fit
+
+    def check(cfg):
+        if cfg.input_size % 4:
+            raise ConfigError("image_size", f"4 px patches must tile the image, got {cfg.input_size} px")
+
+    def build(image_size, channels, num_classes, depth, width):
+        return MlpMixer(num_classes=num_classes, img_size=image_size, in_chans=channels, patch_size=4,
+                        num_blocks=depth, embed_dim=width)
+
+    monkeypatch.setitem(families.FAMILIES, "mixer", families.Family("mixer", "Mixer", (), check, build))
+    cfg = RunConfig.from_dict({"model": "mixer", "depth": 1, "width": 32, "dataset": "digits", "train_size": 200,
+                               "steps": 5, "batch_size": 20})
+    assert cfg.heads is None and cfg.arch() == {"model": "mixer", "depth": 1, "width": 32}
+    with pytest.raises(ConfigError, match="image_size: 4 px patches must tile the image"):
+        RunConfig.from_dict({**cfg.to_dict(), "image_size": 10})
+    result = fit(cfg, build_model(cfg), progress=False)
+    assert result.status == "ok" and result.train_steps == 5 and result.test_accuracy is not None
+    assert families.label("mixer") == "Mixer"

@@ -21,9 +21,9 @@ import pandas as pd
 from vitlab.report import stats
 from vitlab.report.studies import (Comparison, combine, comparable_groups, compare, compute_group, differs,
                                    direction_trends, frontier_gaps, frontiers, mean_weights, ok_runs, one_factor_study)
+from vitlab.run.families import label
 
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_COMPARABLE = "supported", "contradicted", "not enough runs", "not comparable"
-NAMES = {"vit": "ViT", "resnet": "ResNet", "hybrid": "hybrid"}
 
 
 @dataclass
@@ -142,7 +142,7 @@ def vit_gains_more_from_data(s: Studies) -> Finding:
         for size, direction in ((large, 1), (small, -1)):
             cell = _at(c, model=model, train_size=size)
             weights |= {k: sign * direction / len(cell) for k in cell["key"]}
-            counts.append((f"{NAMES[model]} at {size:,}", int(cell["seeds"].sum())))
+            counts.append((f"{label(model)} at {size:,}", int(cell["seeds"].sum())))
     return _finding(claim, paper, fill, c, [(f"from {small:,} to {large:,} images, the ViT's gain in test accuracy "
                                              "minus the ResNet's", weights)], _sides(*counts))
 
@@ -157,13 +157,13 @@ def _frontier_study(s: Studies, families, claim, paper, fill, least: int):
         runs = _scratch(s.df)
         a, b = (runs[runs["model"] == m] for m in families)
         if not a.empty and not b.empty and not any(set(g["model"]) >= set(families) for g in comparable_groups(runs)):
-            return Finding(claim, paper, fill, why=f"the {NAMES[families[0]]} and {NAMES[families[1]]} runs differ in "
-                                                   f"{differs(a, b, tuple(NAMES[m] for m in families))}",
+            return Finding(claim, paper, fill, why=f"the {label(families[0])} and {label(families[1])} runs differ in "
+                                                   f"{differs(a, b, tuple(label(m) for m in families))}",
                            status=NOT_COMPARABLE)
-        return Finding(claim, paper, fill, why=f"needs {NAMES[families[0]]} and {NAMES[families[1]]} runs of several "
+        return Finding(claim, paper, fill, why=f"needs {label(families[0])} and {label(families[1])} runs of several "
                                                "sizes over a shared compute range, on one dataset and training set size")
     points = c.points
-    sides = ", ".join(f"{NAMES[m]} frontier: {len(front[m])} of {int((points['model'] == m).sum())} candidate points"
+    sides = ", ".join(f"{label(m)} frontier: {len(front[m])} of {int((points['model'] == m).sum())} candidate points"
                       for m in families)
     return c, front, gaps, (f"{sides} (chosen on validation of the first half of each point's seeds, measured on "
                             "the test accuracy of the others)")

@@ -17,6 +17,7 @@ import seaborn as sns
 from vitlab.report import scaling
 from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor_study, scaling_directions,
                                    two_factor_study)
+from vitlab.run.families import label
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
           "patch_size": "patch size (px)", "train_size": "training images"}
@@ -137,7 +138,7 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
     if study.empty:
         return Missing(f"No two successful {model} runs differ only in {axis}: "
                        f"add a grid over {axis} to the params file to fill this section.")
-    name = "ViT" if model == "vit" else model
+    name = label(model)
     fig, ax = _figure(f"{name} test accuracy vs {LABELS.get(axis, axis).split(' (')[0]}")
     sns.lineplot(data=study, x=axis, y="test_accuracy", errorbar=None, ax=ax)
     sns.scatterplot(data=study, x=axis, y="test_accuracy", ax=ax, s=40)

@@ -16,7 +16,7 @@ from torch import nn
 
 from vitlab.run import data, datasets
 from vitlab.run.config import RunConfig
-from vitlab.run.models import LearnedPos2d
+from vitlab.run.layers import LearnedPos2d
 from vitlab.study import results
 
 

@@ -15,6 +15,7 @@ from vitlab.report import claims, inside
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
 from vitlab.report.studies import ok_runs, one_factor_study, two_factor_study
+from vitlab.run.families import label
 from vitlab.study import results
 
 LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
@@ -56,7 +57,6 @@ def summary(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-NAMES = {"vit": "ViT", "resnet": "ResNet", "hybrid": "hybrid"}
 
 
 def data_size_reading(df: pd.DataFrame) -> str:
@@ -71,7 +71,7 @@ def data_size_reading(df: pd.DataFrame) -> str:
     lines = ["What these runs show (mean test accuracy over seeds; the claims table above gives the intervals):"]
     for size, row in means.iterrows():
         ranked = row.dropna().sort_values(ascending=False)
-        lines.append(f"- at {size:,} images: " + " > ".join(f"{NAMES.get(m, m)} {a:.3f}" for m, a in ranked.items()))
+        lines.append(f"- at {size:,} images: " + " > ".join(f"{label(m)} {a:.3f}" for m, a in ranked.items()))
     if {"vit", "resnet"} <= set(means):
         gap = (means["vit"] - means["resnet"]).dropna()
         ahead = gap > 0
@@ -140,15 +140,15 @@ def recommendation(df: pd.DataFrame) -> str:
 # Figures of one trained model's insides, as the inspect notebook and the report show them:
 # each a figure, or a Missing note where the model has nothing to show.
 
-def inside_position(model, label: str = ""):
+def inside_position(model, title: str = ""):
     """The similarity grid and the neighbour-vs-distant figures, or a note and None."""
-    prefix = f"{label}: " if label else ""
+    prefix = f"{title}: " if title else ""
     if inside.position_table(model) is None:
         return Missing(f"{prefix}no position embedding (pos_embed: none)"), None
     similarity = inside.position_similarity(model)
     near = inside.neighbour_similarity(similarity)
     return position_similarity_grid(similarity, f"{prefix}position embedding similarity".capitalize()
-                                    if not label else f"{prefix}position embedding similarity"), near
+                                    if not title else f"{prefix}position embedding similarity"), near
 
 
 def inside_filters(model, k: int = 28):

@@ -2,33 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, fields
 
 from vitlab.run import datasets
-from vitlab.run.families import (FAMILY_DEFAULTS, FAMILY_FIELDS, HYBRID_STRIDE, MODELS, POS_EMBEDS, STEMS,
-                                 resnet_depth_error)
+from vitlab.run.checks import ConfigError, choice, did_you_mean
+from vitlab.run.families import FAMILIES
 from vitlab.run.presets import PRESETS
 
-POOLS = ("token", "avg")
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("cosine", "linear")
 PRECISIONS = ("fp32", "bf16", "fp16")
-ARCH_FIELDS = sorted(set().union(*FAMILY_FIELDS.values()))
+ARCH_FIELDS = sorted(set().union(*(f.fields for f in FAMILIES.values())))
 # Fields added after runs were first recorded, with the default those runs had: a run id hashes
 # them only when set otherwise, so every earlier run keeps its id (and its record still matches).
 ADDED_FIELDS = {"compile": False}
-
-
-class ConfigError(ValueError):
-    """A one-line message naming the field and what is allowed."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 @dataclass(frozen=True)
@@ -78,10 +68,10 @@ class RunConfig:
                 raise ConfigError("preset", f"unknown preset {values['preset']!r} (see `vitlab models`)")
             values = {**PRESETS[values["preset"]]["arch"], **values}
         cfg = cls(**values)
-        _choice("model", cfg.model, MODELS)
-        used = FAMILY_FIELDS[cfg.model]
-        cfg = dataclasses.replace(cfg, **{k: None for k in ARCH_FIELDS if k not in used},
-                                  **{k: v for k, v in FAMILY_DEFAULTS.items() if k in used and getattr(cfg, k) is None})
+        choice("model", cfg.model, tuple(FAMILIES))
+        family = FAMILIES[cfg.model]
+        cfg = dataclasses.replace(cfg, **{k: None for k in ARCH_FIELDS if k not in family.fields},
+                                  **{k: v for k, v in family.defaults.items() if getattr(cfg, k) is None})
         cfg.validate()
         return cfg
 
@@ -97,19 +87,19 @@ class RunConfig:
 
     def arch(self) -> dict:
         """The architecture fields that models.create takes."""
-        return {k: getattr(self, k) for k in ("model", "depth", "width", *FAMILY_FIELDS[self.model])}
+        return {k: getattr(self, k) for k in ("model", "depth", "width", *FAMILIES[self.model].fields)}
 
     def validate(self) -> None:
-        _choice("model", self.model, MODELS)
+        choice("model", self.model, tuple(FAMILIES))
         try:
             datasets.spec(self.dataset)
         except KeyError:
             raise ConfigError("dataset", f"{self.dataset!r} is not one of {', '.join(datasets.names())}") from None
         except datasets.DatasetMissing as e:
             raise ConfigError("dataset", str(e).removeprefix(f"dataset {self.dataset}: ")) from None
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("decay", self.decay, DECAYS)
-        _choice("precision", self.precision, PRECISIONS)
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("decay", self.decay, DECAYS)
+        choice("precision", self.precision, PRECISIONS)
         for name in ("depth", "width", "epochs", "batch_size", "train_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -135,39 +125,7 @@ class RunConfig:
             raise ConfigError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.image_size is not None and self.image_size < 1:
             raise ConfigError("image_size", f"must be >= 1 or null (the dataset's own), got {self.image_size}")
-        if self.model in ("resnet", "hybrid"):
-            _choice("stem", self.stem, STEMS)
-        if self.model == "resnet" and (why := resnet_depth_error(self.depth, self.stem)):
-            raise ConfigError("depth", why)
-        if self.model == "hybrid":
-            if (why := resnet_depth_error(self.cnn_depth or 0, self.stem)):
-                raise ConfigError("cnn_depth", why)
-            if self.cnn_width is None or self.cnn_width < 1:
-                raise ConfigError("cnn_width", f"must be >= 1, got {self.cnn_width}")
-        if self.model in ("vit", "hybrid"):
-            self._validate_transformer()
-
-    def _validate_transformer(self) -> None:
-        for name in ("heads", "mlp_dim", "patch_size"):
-            if getattr(self, name) is None or getattr(self, name) < 1:
-                raise ConfigError(name, f"a ViT needs a positive {name}, got {getattr(self, name)}")
-        _choice("pool", self.pool, POOLS)
-        _choice("pos_embed", self.pos_embed, POS_EMBEDS)
-        size = self.input_size
-        if self.model == "hybrid":
-            stride = HYBRID_STRIDE[self.stem]
-            if size % stride:
-                raise ConfigError("image_size", f"the {self.stem}-stem hybrid trunk downsamples {stride}x; {size} px is not a multiple")
-            size //= stride
-        if size % self.patch_size:
-            what = f"the {size}x{size} feature map" if self.model == "hybrid" else f"the {size} px images"
-            raise ConfigError("patch_size", f"{self.patch_size} does not divide {what} of {self.dataset}"
-                              f" (allowed: {', '.join(str(p) for p in divisors(size))})")
-        if self.width % self.heads:
-            raise ConfigError("heads", f"width {self.width} is not divisible by heads {self.heads}")
-        if self.pos_embed in ("learn2d", "sincos2d") and self.width % (4 if self.pos_embed == "sincos2d" else 2):
-            raise ConfigError("pos_embed", f"{self.pos_embed} needs a width divisible by "
-                              f"{4 if self.pos_embed == 'sincos2d' else 2}, got {self.width}")
+        FAMILIES[self.model].check(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,21 +136,6 @@ class RunConfig:
         values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def did_you_mean(name: str, allowed) -> str:
-    """'; did you mean X?' for the allowed name closest to a misspelt one, else ''."""
-    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(name, f"{value!r} is not one of {', '.join(map(str, allowed))}")
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

@@ -1,72 +1,25 @@
-"""Models of a run, all built from timm's classes (ViT, BiT ResNet-v2 and hybrids), and a fine-tuning
+"""A run's model, built by its family (vitlab.run.families) from timm's classes, and a fine-tuning
 run's start from another run's weights."""
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
-from functools import partial
-
 import torch
-from timm.layers import GroupNormAct, StdConv2d, StdConv2dSame, resample_abs_pos_embed
-from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
-from timm.models.resnetv2 import ResNetV2
-from timm.models.vision_transformer import VisionTransformer
-from timm.models.vision_transformer_hybrid import HybridEmbed
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from vitlab.run import datasets, seeds
-from vitlab.run.families import BIT_LAYERS, HYBRID_STRIDE
+from vitlab.run.families import FAMILIES
+from vitlab.run.layers import LearnedPos2d
 
 
 def create(model: str, image_size: int, channels: int, num_classes: int, depth: int, width: int,
            heads: int | None = None, mlp_dim: int | None = None, patch_size: int | None = None,
            pool: str | None = "token", pos_embed: str | None = "learn", pre_logits: bool | None = False,
            stem: str | None = "small", cnn_depth: int | None = None, cnn_width: int | None = None) -> nn.Module:
-    """Build one model from architecture fields (already validated by RunConfig)."""
-    if model == "resnet":
-        return _resnet(depth, width, stem, channels, num_classes)
-    embed_layer = None
-    if model == "hybrid":
-        trunk = _resnet(cnn_depth, cnn_width, stem, channels, 0, hybrid=True)
-        embed_layer = partial(HybridEmbed, backbone=trunk)
-    vit = VisionTransformer(
-        img_size=image_size, patch_size=patch_size, in_chans=channels, num_classes=num_classes,
-        embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=mlp_dim / width,
-        global_pool=pool, class_token=pool == "token",
-        pos_embed="learn" if pos_embed in ("learn", "sincos2d") else "none",
-        **({"embed_layer": embed_layer} if embed_layer else {}))
-    grid = vit.patch_embed.grid_size
-    if pos_embed == "sincos2d":
-        table = build_sincos2d_pos_embed(list(grid), width).to(vit.pos_embed.device)
-        prefix = torch.zeros(1, vit.num_prefix_tokens, width, device=table.device)
-        vit.pos_embed = nn.Parameter(torch.cat([prefix, table[None]], 1), requires_grad=False)
-    elif pos_embed == "learn2d":
-        vit.patch_embed = LearnedPos2d(vit.patch_embed, grid, width)
-    if pre_logits:
-        # The paper's optional pre-logits layer (dense + tanh); timm's ViT dropped it.
-        vit.head = nn.Sequential(OrderedDict(pre_logits=nn.Linear(width, width), act=nn.Tanh(),
-                                             head=nn.Linear(width, num_classes)))
-    return vit
-
-
-class LearnedPos2d(nn.Module):
-    """Learned 2-D position embedding (paper Appendix D.4): a row and a column table of
-    D/2 each, concatenated per patch. timm has only 1-D learned tables, so it is written here
-    as a wrapper that adds it to the patch embedding's output."""
-
-    def __init__(self, patch_embed: nn.Module, grid: tuple[int, int], dim: int):
-        super().__init__()
-        self.inner = patch_embed
-        self.num_patches = patch_embed.num_patches
-        self.grid_size = patch_embed.grid_size
-        self.rows = nn.Parameter(torch.randn(grid[0], 1, dim // 2) * 0.02)
-        self.cols = nn.Parameter(torch.randn(1, grid[1], dim // 2) * 0.02)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.inner(x)
-        h, w = self.rows.shape[0], self.cols.shape[1]
-        table = torch.cat([self.rows.expand(h, w, -1), self.cols.expand(h, w, -1)], -1)
-        return tokens + table.reshape(1, h * w, -1)
+    """Build one model from architecture fields (already validated by RunConfig), by its family."""
+    family = FAMILIES[model]
+    given = {"heads": heads, "mlp_dim": mlp_dim, "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed,
+             "pre_logits": pre_logits, "stem": stem, "cnn_depth": cnn_depth, "cnn_width": cnn_width}
+    return family.build(image_size, channels, num_classes, depth, width, **{k: given[k] for k in family.fields})
 
 
 def position_parameters(model: nn.Module) -> set[str]:
@@ -76,35 +29,6 @@ def position_parameters(model: nn.Module) -> set[str]:
     names = {name for name, module in model.named_modules() if isinstance(module, LearnedPos2d)}
     out = {f"{name}.{table}" for name in names for table in ("rows", "cols")}
     return out | ({"pos_embed"} if isinstance(getattr(model, "pos_embed", None), nn.Parameter) else set())
-
-
-def _resnet(depth: int, width: int, stem: str, in_chans: int, num_classes: int, hybrid: bool = False) -> ResNetV2:
-    """BiT-style ResNet-v2 (GroupNorm + weight standardisation) through timm's ResNetV2.
-
-    small stem: CIFAR-style 6n+2 layers, three stages of basic blocks at width, 2x, 4x.
-    imagenet stem: BiT's bottleneck ResNets, stage widths 4x..32x the stem's.
-    A hybrid keeps the trunk only, with no head; with the ImageNet stem, stage 4's blocks
-    move into stage 3 as in the paper.
-    """
-    trunk = {"num_classes": 0, "global_pool": ""} if hybrid else {"num_classes": num_classes}
-    if stem == "small":
-        n = (depth - 2) // 6
-        model = ResNetV2(
-            layers=[n] * 3, channels=(width, 2 * width, 4 * width),
-            in_chans=in_chans, stem_chs=width, basic=True, bottle_ratio=1.0, conv_layer=StdConv2d,
-            norm_layer=partial(GroupNormAct, num_groups=math.gcd(32, width)), **trunk)
-        # timm's stems all downsample 4x (7x7/2 conv + pool), which leaves nothing of a
-        # 28 px digit; a 3x3 stride-1 stem, as CIFAR ResNets use, keeps full resolution.
-        model.stem = nn.Sequential(OrderedDict(conv=StdConv2d(in_chans, width, 3, stride=1, padding=1)))
-        return model
-    layers = BIT_LAYERS[depth]
-    if hybrid:
-        return ResNetV2(layers=(*layers[:2], layers[2] + layers[3]), channels=tuple(width * 4 * 2 ** i for i in range(3)),
-                        in_chans=in_chans, stem_chs=width, preact=False, stem_type="same",
-                        conv_layer=StdConv2dSame, **trunk)
-    return ResNetV2(layers=layers, channels=tuple(width * 4 * 2 ** i for i in range(4)), in_chans=in_chans,
-                    stem_chs=width, stem_type="fixed", conv_layer=StdConv2d,
-                    norm_layer=partial(GroupNormAct, num_groups=math.gcd(32, width)), **trunk)
 
 
 def build_model(cfg) -> nn.Module:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from vitlab.run import cpu, data, datasets, files, memory, seeds
 from vitlab.run import evaluate as evaluation
 from vitlab.run.config import RunConfig
+from vitlab.run.families import FAMILIES
 from vitlab.run.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.run.step import MixedPrecision, budget, make_optimizer, step
 
@@ -165,7 +166,7 @@ def _prepare(model: nn.Module, optimizer, cfg: RunConfig, accelerator: Accelerat
         # TF32 tensor cores for fp32 matmuls and convolutions (10 mantissa bits, as the paper's TPUs'
         # bf16 passes); channels-last is the layout cuDNN's fastest convolution kernels take.
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        if cfg.model in ("resnet", "hybrid"):
+        if FAMILIES[cfg.model].channels_last:
             model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()  # in place: the module, its state_dict and checkpoints stay as they are

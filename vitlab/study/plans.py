@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from vitlab import PROJECT_ROOT
-from vitlab.run.config import ConfigError, RunConfig, did_you_mean
+from vitlab.run.checks import did_you_mean
+from vitlab.run.config import ConfigError, RunConfig
 
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
 BLOCK_KEYS = ("name", "base", "grid", "zip", "runs", "tune")
