@@ -58,3 +58,16 @@ def test_train_ends_with_a_summary_and_the_records_path(tmp_path):
     assert path.is_file() and path.stem == summary.split()[0]
     as_json = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True, timeout=300)
     assert json.loads(as_json.stdout.strip().splitlines()[-1])["status"] == "ok"
+
+
+def test_models_lists_every_preset_without_loading_torch():
+    from vitlab.run.presets import PRESETS
+
+    done = run_without_heavy_imports("models")
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    assert header.split() == ["name", "model", "layers", "hidden", "mlp", "heads", "patch", "image_size", "params_m",
+                              "gflops"]
+    assert [line.split()[0] for line in lines] == list(PRESETS)
+    vit_b16 = next(line.split() for line in lines if line.split()[0] == "vit-b/16")
+    assert 85 < float(vit_b16[8]) < 88  # ViT-B/16: 86M parameters (paper Table 1)

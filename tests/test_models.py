@@ -167,3 +167,15 @@ def test_a_family_declared_in_one_place_validates_builds_and_trains(monkeypatch)
     result = fit(cfg, build_model(cfg), progress=False)
     assert result.status == "ok" and result.train_steps == 5 and result.test_accuracy is not None
     assert families.label("mixer") == "Mixer"
+
+
+def test_the_presets_counts_vitlab_models_lists_are_what_the_models_measure():
+    """`vitlab models` reads the counts from a file so as not to load torch; built again on the meta
+    device, every preset's must match (after editing presets.yaml: python -m vitlab.run.presets)."""
+    import json
+
+    from vitlab.run import presets
+
+    listed = json.loads(presets.MEASURED.read_text())
+    assert list(listed) == list(presets.PRESETS)
+    assert {name: presets.measure(name) for name in presets.PRESETS} == listed

@@ -196,16 +196,22 @@ def cmd_results(args) -> int:
 
 
 def cmd_models(args) -> int:
-    import pandas as pd
-
     from vitlab.run import presets
 
     rows = presets.table()
     if args.format == "json":
         print(json.dumps(rows, indent=1))
     else:
-        print(pd.DataFrame(rows).convert_dtypes().to_string(index=False, na_rep="-"))
+        print(_columns(rows))
     return 0
+
+
+def _columns(rows: list[dict]) -> str:
+    """Rows as a plain right-aligned text table ("-" for none). By hand: pandas alone takes
+    seconds to import, longer than the command should take."""
+    cells = [list(rows[0])] + [["-" if v is None else str(v) for v in row.values()] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells)
 
 
 def build_parser() -> argparse.ArgumentParser:
