@@ -41,3 +41,17 @@ def test_the_pooling_reading_gives_each_head_at_its_own_best_learning_rate():
     assert sections.pooling_reading(df).splitlines()[1:] == [
         "- global average pooling: 0.855 at learning rate 0.001", "- class token: 0.705 at learning rate 0.003"]
     assert sections.pooling_reading(df[df["pool"] == "token"]) == ""
+
+
+def test_the_crossover_reading_says_where_the_fitted_laws_cross_with_an_interval():
+    sizes = (250, 500, 1000, 2000, 3500)
+    vit, resnet = (0.50, 0.70, 0.82, 0.90, 0.93), (0.70, 0.78, 0.83, 0.86, 0.87)
+    df = runs(*(({**m, "train_size": n, "seed": s}, acc + 0.01 * (s - 1), 1e11)
+                for m, accs in ((VIT, vit), (RESNET, resnet)) for n, acc in zip(sizes, accs) for s in (0, 1, 2)))
+    text = sections.crossover_reading(df, claims.ledger(df))
+    intro, line = text.splitlines()
+    assert intro.startswith("Where the fitted laws cross")
+    where = int(line.split(" at ")[1].split(" images")[0].replace(",", ""))
+    assert line.startswith("- the ViT's error falls below the ResNet's at ") and 500 < where < 2000
+    assert "(95% interval " in line and "hybrid" not in text
+    assert sections.crossover_reading(df[df["model"] == "vit"], claims.ledger(df)) == ""

@@ -96,6 +96,7 @@ SECTIONS = (
     Section("Training set size: ViT vs ResNet vs hybrid (cf. Fig. 3 and 4)",
             "The paper finds ResNets ahead on small data and ViT overtaking as data grows.",
             (lambda r: Markdown(sections.data_size_reading(r.df)),
+             lambda r: Markdown(sections.crossover_reading(r.df, r.ledger)),
              lambda r: figures.accuracy_vs_train_size_by_model(r.df),
              lambda r: figures.accuracy_vs_train_size_by_model(r.df, "fewshot_10"))),
     Section("Accuracy vs compute (cf. Fig. 5)",
