@@ -54,3 +54,20 @@ def test_attention_distance_draws_the_neighbour_line_inside_the_axes_and_its_cap
     line = next(l for l in ax.get_lines() if list(l.get_ydata()) == [14, 14])
     assert line.get_linestyle() == "--" and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 14
     assert "dashed line" in figure.caption and "14 px" in figure.caption and "dashed line at 14" in figure.alt
+
+
+def test_fig_3_marks_where_the_fitted_laws_cross_and_its_caption_says_so():
+    from tests.helpers import RESNET, VIT, runs
+
+    sizes = (250, 500, 1000, 2000, 3500)
+    vit, resnet = (0.50, 0.70, 0.82, 0.90, 0.93), (0.70, 0.78, 0.83, 0.86, 0.87)
+    df = runs(*(({**m, "train_size": n, "seed": s}, acc + 0.01 * (s - 1), 1e11)
+                for m, accs in ((VIT, vit), (RESNET, resnet)) for n, acc in zip(sizes, accs) for s in (0, 1, 2)))
+    figure = figures.accuracy_vs_train_size_by_model(df)
+    ax = figure.fig.axes[0]
+    vertical = [line.get_xdata() for line in ax.get_lines() if len(line.get_xdata()) == 2]
+    dashed = [x[0] for x in vertical if x[0] == x[1]]
+    assert len(dashed) == 1 and 500 < dashed[0] < 2000
+    assert f"the ViT's fitted error falls below the ResNet's at {dashed[0]:,.0f} images" in figure.caption
+    few_shot = figures.accuracy_vs_train_size_by_model(df.assign(fewshot_10=0.5), "fewshot_10")
+    assert "dashed" not in few_shot.caption

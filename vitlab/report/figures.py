@@ -15,8 +15,8 @@ import pandas as pd
 import seaborn as sns
 
 from vitlab.report import scaling
-from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor_study, scaling_directions,
-                                   two_factor_study)
+from vitlab.report.studies import (compute_group, crossings, frontiers, ok_runs, one_factor_study,
+                                   scaling_directions, two_factor_study)
 from vitlab.run.families import label
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
@@ -170,13 +170,29 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
     fig, ax = _figure(f"{label[0].upper() + label[1:]} vs training set size, by model family")
     sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model", errorbar=None, ax=ax)
     sns.scatterplot(data=data, x="train_size", y=metric, hue="model", style="model", ax=ax, s=40, legend=False)
+    marked = _mark_crossings(ax, df, data["train_size"]) if metric == "test_accuracy" else ""
     _log2_axis_at(ax, data["train_size"])
     ax.set(xlabel=LABELS["train_size"], ylabel=label)
     return _done(fig, f"Line plot of {label} against training set size on a log axis for {_families(data)}.",
                  ("Mirrors the paper's Fig. 3" if metric == "test_accuracy" else "Mirrors the paper's Fig. 4 (linear few-shot)")
                  + ": nested, stratified subsets of one training pool, each family trained for the same steps; "
                  "points are single runs (seeds), lines join their means. The claims table above gives the "
-                 "comparisons' intervals.")
+                 "comparisons' intervals." + marked)
+
+
+def _mark_crossings(ax, df: pd.DataFrame, sizes: pd.Series) -> str:
+    """Where the fitted laws cross inside the sizes run: a dashed line, and its interval shaded
+    (within the sizes run); the caption's words for them."""
+    words = []
+    for first, second, found in crossings(df):
+        if not sizes.min() < found.x <= sizes.max():
+            continue
+        low, high = (min(max(v, sizes.min()), sizes.max()) for v in found.interval)
+        ax.axvspan(low, high, color="grey", alpha=0.12, lw=0)
+        ax.axvline(found.x, color="grey", lw=1, ls="--")
+        words.append(f"the {label(first)}'s fitted error falls below the {label(second)}'s at {found.x:,.0f} images")
+    lines = "The dashed line marks" if len(words) == 1 else "The dashed lines mark"
+    return f" {lines} where {' and '.join(words)}; the shading, the 95% interval within the sizes run." if words else ""
 
 
 def scaling_directions_plot(df: pd.DataFrame):

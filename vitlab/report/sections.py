@@ -7,21 +7,20 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
 from vitlab import __version__
-from vitlab.report import claims, inside, scaling
+from vitlab.report import claims, inside
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
-from vitlab.report.studies import compare, ok_runs, one_factor_study, two_factor_study
+from vitlab.report.studies import crossings, ok_runs, one_factor_study, two_factor_study
 from vitlab.run.families import label
 from vitlab.study import results
 
 LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
 POOLS = {"token": "class token", "avg": "global average pooling"}
-VITS = "the ViT's"
+APOSTROPHE_S = "'s"
 
 
 def coverage(results_dir: str | Path, records) -> str:
@@ -100,33 +99,17 @@ def claims_reading(ledger: claims.Ledger, *findings) -> str:
 
 
 def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger) -> str:
-    """Where the ViT's fitted law of test error against training images falls below the ResNet's
-    and the hybrid's (scaling.crossover: an interval from both fits' refits), searched up to 10x
-    the largest size run; families compared only on one dataset."""
-    fits, runs = {}, {}
-    for model in ("vit", "resnet", "hybrid"):
-        runs[model] = one_factor_study(df, "train_size", model)
-        comparison = compare(runs[model])
-        fits[model] = comparison.scaling_law(comparison.points, "train_size") if not runs[model].empty else None
+    """Where the fitted laws of test error against training images cross (studies.crossings),
+    each with its interval; a ViT-overtakes-ResNet crossing inside the runs that the claims table
+    contradicts ("ViT gains more") says so."""
     lines = []
-    for other in ("resnet", "hybrid"):
-        if fits["vit"] is None or fits[other] is None or set(runs["vit"]["dataset"]) != set(runs[other]["dataset"]):
-            continue
-        sizes = pd.concat([runs["vit"], runs[other]])["train_size"]
-        lo, hi, name = sizes.min(), 10 * sizes.max(), label(other)
-        their = f"the {name}'s"
-        # Each way round: the first x where one's error falls below the other's.
-        overtakes = scaling.crossover(fits["vit"], fits[other], lo, hi)
-        overtaken = scaling.crossover(fits[other], fits["vit"], lo, hi)
-        if np.isfinite(overtakes.x) or not np.isfinite(overtaken.x):
-            line = f"- {VITS} error {overtakes.text(' images', their)}"
-            gains = ledger.verdict(ledger[claims.vit_gains_more_from_data]).verdict
-            if other == "resnet" and lo < overtakes.x <= sizes.max() and gains == claims.CONTRADICTED:
-                line += ("; these are fitted means, and the claims table, which tests the runs themselves, "
-                         "contradicts that the ViT gains more")
-            lines.append(line)
-        if np.isfinite(overtaken.x):
-            lines.append(f"- {their} error {overtaken.text(' images', VITS)}")
+    for first, second, found in crossings(df):
+        line = f"- the {label(first)}'s error {found.text(' images', f'the {label(second)}' + APOSTROPHE_S)}"
+        gains = ledger.verdict(ledger[claims.vit_gains_more_from_data]).verdict
+        if (first, second) == ("vit", "resnet") and found.lo < found.x <= found.hi / 10 and gains == claims.CONTRADICTED:
+            line += ("; these are fitted means, and the claims table, which tests the runs themselves, "
+                     "contradicts that the ViT gains more")
+        lines.append(line)
     if not lines:
         return ""
     intro = ("Where the fitted laws cross (saturating power laws of test error against training images, as under "
