@@ -21,7 +21,7 @@ for params in ${PARAMS:-params/paper/*.yaml}; do
   vitlab sweep "$params" --results "$out" --fresh-kernels --set steps="${STEPS:-3}" "$@" || status=1
   python - "$out" <<'PY'
 import sys
-from vitlab import results
+from vitlab.study import results
 df = results.load_table(sys.argv[1])
 cols = ["run_id", "model", "preset", "depth", "width", "patch_size", "batch_size", "status", "peak_memory_gib", "wall_time_s"]
 print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))

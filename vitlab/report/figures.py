@@ -15,8 +15,9 @@ import pandas as pd
 import seaborn as sns
 
 from vitlab.report import scaling
-from vitlab.report.studies import (compute_group, crossings, frontiers, ok_runs, one_factor_study,
-                                   scaling_directions, two_factor_study)
+from vitlab.report.crossing import crossings
+from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor_study, scaling_directions,
+                                   two_factor_study)
 from vitlab.run.families import label
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",

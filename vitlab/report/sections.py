@@ -14,7 +14,8 @@ from vitlab import __version__
 from vitlab.report import claims, inside
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
-from vitlab.report.studies import crossings, ok_runs, one_factor_study, two_factor_study
+from vitlab.report.crossing import crossings
+from vitlab.report.studies import ok_runs, one_factor_study, two_factor_study
 from vitlab.run.families import label
 from vitlab.study import results
 

@@ -349,28 +349,3 @@ def direction_trends(df: pd.DataFrame, model: str = "vit") -> tuple[Comparison, 
         # Weights on accuracy whose contrast is the slope of error (= -slope of accuracy).
         trends[direction] = {"weights": dict(zip(points["key"], -c)), "points": len(points)}
     return comparison, trends
-
-
-def crossings(df: pd.DataFrame) -> list[tuple[str, str, scaling.Crossover]]:
-    """Where the ViT's fitted law of test error against training images crosses the ResNet's and
-    the hybrid's, searched from the smallest size run to 10x the largest, on one dataset only:
-    (first, second, where first's error falls below second's), each way round that crosses, or
-    the ViT's way when neither does."""
-    fits, runs = {}, {}
-    for model in ("vit", "resnet", "hybrid"):
-        runs[model] = one_factor_study(df, "train_size", model)
-        comparison = compare(runs[model]) if not runs[model].empty else None
-        fits[model] = comparison.scaling_law(comparison.points, "train_size") if comparison else None
-    out = []
-    for other in ("resnet", "hybrid"):
-        if fits["vit"] is None or fits[other] is None or set(runs["vit"]["dataset"]) != set(runs[other]["dataset"]):
-            continue
-        sizes = pd.concat([runs["vit"], runs[other]])["train_size"]
-        lo, hi = float(sizes.min()), 10.0 * sizes.max()
-        overtakes = scaling.crossover(fits["vit"], fits[other], lo, hi)
-        overtaken = scaling.crossover(fits[other], fits["vit"], lo, hi)
-        if np.isfinite(overtakes.x) or not np.isfinite(overtaken.x):
-            out.append(("vit", other, overtakes))
-        if np.isfinite(overtaken.x):
-            out.append((other, "vit", overtaken))
-    return out
