@@ -21,7 +21,6 @@ from vitlab.study import results
 
 LIBRARIES = ("torch", "timm", "accelerate", "papermill", "pandas")
 POOLS = {"token": "class token", "avg": "global average pooling"}
-APOSTROPHE_S = "'s"
 
 
 def coverage(results_dir: str | Path, records) -> str:
@@ -105,7 +104,8 @@ def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger) -> str:
     contradicts ("ViT gains more") says so."""
     lines = []
     for first, second, found in crossings(df):
-        line = f"- the {label(first)}'s error {found.text(' images', f'the {label(second)}' + APOSTROPHE_S)}"
+        theirs = "the " + label(second) + "'s"
+        line = f"- the {label(first)}'s error {found.text(' images', theirs)}"
         gains = ledger.verdict(ledger[claims.vit_gains_more_from_data]).verdict
         if (first, second) == ("vit", "resnet") and found.lo < found.x <= found.hi / 10 and gains == claims.CONTRADICTED:
             line += ("; these are fitted means, and the claims table, which tests the runs themselves, "
