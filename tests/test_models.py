@@ -64,6 +64,14 @@ def test_param_count_of_a_tiny_vit_by_hand():
     assert n_params(model) == (49 * 16 + 16) + 16 + 17 * 16 + block + 32 + 170
 
 
+@pytest.mark.parametrize("width, heads, mlp_dim", [(28, 2, 61), (52, 4, 256), (40, 5, 168), (64, 4, 128)])
+def test_the_mlp_has_the_size_set_whatever_its_ratio_to_the_width(width, heads, mlp_dim):
+    # timm floors width * (mlp_dim / width): for (28, 61) that alone builds an MLP of 60.
+    with torch.device("meta"):
+        model = create("vit", 28, 1, 10, 2, width, heads, mlp_dim, 7)
+    assert [block.mlp.fc1.out_features for block in model.blocks] == [mlp_dim, mlp_dim]
+
+
 @pytest.mark.parametrize("values", [
     {}, {"pool": "avg"}, {"pos_embed": "learn2d"}, {"pos_embed": "sincos2d"}, {"pos_embed": "none"},
     {"pre_logits": True}, {"model": "resnet", "depth": 8, "width": 8},

@@ -28,7 +28,9 @@ def build(image_size, channels, num_classes, depth, width, heads, mlp_dim, patch
 
     vit = VisionTransformer(
         img_size=image_size, patch_size=patch_size, in_chans=channels, num_classes=num_classes,
-        embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=mlp_dim / width,
+        # timm sizes the MLP as int(width * mlp_ratio), which floors mlp_dim / width back to one
+        # less for many pairs (width 28, mlp_dim 61: 60); half a unit more floors to mlp_dim itself.
+        embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=(mlp_dim + 0.5) / width,
         global_pool=pool, class_token=pool == "token",
         pos_embed="learn" if pos_embed in ("learn", "sincos2d") else "none",
         **({"embed_layer": embed_layer} if embed_layer else {}))
