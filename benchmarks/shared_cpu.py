@@ -11,7 +11,10 @@ as vitlab runs it (`train.fit` in a process that imports vitlab first, as `vitla
 sweep's kernels and the train notebook do) and as a bare timm loop with torch's defaults (a
 process that never imports vitlab). Prints images/s for each, `shared_vs_alone` (the combined
 images/s of two vitlab runs at once over one alone) and, for each neighbour, `*_vs_bare` (vitlab
-beside the neighbour over the bare loop beside the same neighbour).
+beside the neighbour over the bare loop beside the same neighbour) and `*_of_one_core` (vitlab
+beside the neighbour over vitlab alone at one thread, `vitlab_alone_at_one_thread`: the most a run
+can keep beside a neighbour that holds a core, so `*_vs_bare` can exceed the bare loop's collapse
+only up to that ceiling over it).
 
     python benchmarks/shared_cpu.py --json
 """
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = (  # name, trainings started together, neighbours running meanwhile
     ("alone", 1, ()), ("two_at_once", 2, ()), ("beside_training", 1, ("bare",)),
     ("beside_busy_loop", 1, ("spin",)), ("beside_two_trainings", 1, ("bare", "bare")))
+NEIGHBOURS = [case for case, _, neighbours in CASES if neighbours]
 
 
 def vitlab_worker(steps: int) -> tuple[float, int]:
@@ -80,9 +84,11 @@ def spin_worker() -> None:
         pass
 
 
-def start(kind: str, steps: int) -> subprocess.Popen:
+def start(kind: str, steps: int, threads: int | None = None) -> subprocess.Popen:
     # A clean environment for the bare loop: no thread or wait-policy settings inherited.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "MKL_"))}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen([sys.executable, __file__, "--worker", kind, "--steps", str(steps)], env=env,
                             stdout=subprocess.PIPE, text=True)
 
@@ -119,11 +125,12 @@ def main() -> None:
             measured = rates(kind, copies, args.steps, neighbours)
             figures[f"{kind}_{case}"] = [round(rate, 1) for rate, _ in measured]
             figures[f"{kind}_{case}_threads"] = [threads for _, threads in measured]
+    proc = start("vitlab", args.steps, threads=1)
+    figures["vitlab_alone_at_one_thread"] = [round(json.loads(proc.communicate()[0].splitlines()[-1])[0], 1)]
     figures["shared_vs_alone"] = round(sum(figures["vitlab_two_at_once"]) / figures["vitlab_alone"][0], 3)
-    for case, _, neighbours in CASES:
-        if not neighbours:
-            continue
+    for case in NEIGHBOURS:
         figures[f"{case}_vs_bare"] = round(figures[f"vitlab_{case}"][0] / figures[f"bare_{case}"][0], 2)
+        figures[f"{case}_of_one_core"] = round(figures[f"vitlab_{case}"][0] / figures["vitlab_alone_at_one_thread"][0], 2)
     if args.json:
         print(json.dumps(figures))
     else:
