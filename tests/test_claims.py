@@ -131,12 +131,18 @@ def test_one_position_embedding_worse_than_none_contradicts_the_claim():
     assert v.verdict == claims.CONTRADICTED and "sincos2d minus none, test accuracy -0.100" in v.evidence, v.evidence
 
 
-def direction_runs(depth_accs, width_accs, n=2, spread=0.004):
+def direction_runs(depth_accs, width_accs, n=2, spread=0.004, mlp_accs=(), coupled_accs=()):
+    """Runs along depth and width (heads following it) from VIT's base; with mlp_accs, along MLP
+    size too; with coupled_accs, width sweeps that moved the MLP size with the width."""
     specs = seeds(VIT, 0.90, 1e12, n=n, spread=spread)
     for (depth, flops), acc in zip(((2, 5e11), (8, 2e12), (12, 3e12)), depth_accs):
         specs += seeds({**VIT, "depth": depth}, acc, flops, n=n, spread=spread)
-    for (width, heads, flops), acc in zip(((32, 2, 5e11), (128, 8, 2e12), (192, 12, 3e12)), width_accs):
-        specs += seeds({**VIT, "width": width, "heads": heads, "mlp_dim": 2 * width}, acc, flops, n=n, spread=spread)
+    for (width, flops), acc in zip(((32, 5e11), (128, 2e12), (192, 3e12)), width_accs):
+        specs += seeds({**VIT, "width": width, "heads": None}, acc, flops, n=n, spread=spread)
+    for (mlp, flops), acc in zip(((64, 7e11), (256, 1.6e12), (512, 2.8e12)), mlp_accs):
+        specs += seeds({**VIT, "mlp_dim": mlp}, acc, flops, n=n, spread=spread)
+    for (width, flops), acc in zip(((32, 4e11), (128, 2.5e12)), coupled_accs):
+        specs += seeds({**VIT, "width": width, "heads": None, "mlp_dim": 2 * width}, acc, flops, n=n, spread=spread)
     return runs(*specs)
 
 
@@ -150,6 +156,20 @@ def test_depth_against_width_uses_the_scaling_directions():
     assert "Line plot" in figures.scaling_directions_plot(df).alt
     assert claims.verdict(claims.depth_helps_more_than_width, direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91), n=1)
                                                ).verdict == claims.UNDECIDED
+
+
+def test_mlp_size_is_a_direction_of_its_own_and_a_width_sweep_that_moved_it_is_neither():
+    df = direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91), mlp_accs=(0.80, 0.96, 0.99),
+                        coupled_accs=(0.70, 0.99))
+    directions = scaling_directions(df)
+    assert directions.groupby("direction")["run_id"].nunique().to_dict() == {
+        "depth": 8, "width": 8, "MLP size": 8, "width + MLP size": 6}
+    # The coupled runs change neither the width's trend nor the depth-against-width verdict.
+    alone = claims.verdict(claims.depth_helps_more_than_width, direction_runs((0.85, 0.95, 0.97), (0.89, 0.905, 0.91)))
+    assert claims.verdict(claims.depth_helps_more_than_width, df).evidence == alone.evidence
+    best = claims.ledger(df)[claims.best_direction]
+    assert best.detail["ranked"] == ("MLP size", "depth") and set(best.detail["trends"]) == {"depth", "width", "MLP size"}
+    assert "MLP size" in figures.scaling_directions_plot(df).alt
 
 
 def frontier_runs(vit_accs, res_accs, n=2, spread=0.004, vit_flops=(1e11, 3e11, 1e12), res_flops=(1e11, 4e11, 1.2e12)):

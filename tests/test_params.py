@@ -11,11 +11,11 @@ from vitlab.study.plans import load_plan
 
 SHIPPED = sorted((PROJECT_ROOT / "params").glob("*.yaml"))
 # Each study the report draws needs its params file, moving the axis it is named for.
-STUDIES = {"depth": {"depth"}, "width": {"width", "heads", "mlp_dim"}, "patch_size": {"patch_size"},
-           "scaling_all": {"depth", "width", "patch_size"}, "data_size": {"train_size", "model"},
+STUDIES = {"depth": {"depth"}, "width": {"width", "heads"}, "patch_size": {"patch_size"},
+           "scaling_all": {"depth", "width", "mlp_dim", "patch_size"}, "data_size": {"train_size", "model"},
            "matched_compute": {"model", "depth", "width"}, "pos_embed": {"pos_embed"},
-           "pooling": {"pool", "lr"}, "quickstart": {"depth", "width", "patch_size", "train_size", "model"},
-           "transfer": {"dataset", "pretrained", "model"}}
+           "pooling": {"pool", "lr"}, "quickstart": {"depth", "width", "mlp_dim", "patch_size", "train_size", "model"},
+           "transfer": {"dataset", "pretrained", "model"}, "shape": {"depth", "width", "mlp_dim", "steps"}}
 
 
 def test_every_study_is_shipped():

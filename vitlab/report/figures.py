@@ -21,7 +21,7 @@ from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor
 from vitlab.run.families import label
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
-          "patch_size": "patch size (px)", "train_size": "training images"}
+          "mlp_dim": "MLP size (hidden units)", "patch_size": "patch size (px)", "train_size": "training images"}
 METRIC_LABELS = {"test_accuracy": "test accuracy", "fewshot_10": "10-shot linear accuracy (transfer)",
                  "linear_probe": "linear probe accuracy (transfer)"}
 
@@ -199,7 +199,7 @@ def _mark_crossings(ax, df: pd.DataFrame, sizes: pd.Series) -> str:
 def scaling_directions_plot(df: pd.DataFrame):
     runs = scaling_directions(df)
     if runs.empty or runs["direction"].nunique() < 2:
-        return Missing("No ViT runs scale depth, width or patch size from a shared base: "
+        return Missing("No ViT runs scale depth, width, MLP size or patch size from a shared base: "
                        "run params/scaling_all.yaml to fill this section.")
     fig, ax = _figure("Test error vs compute, by scaling direction")
     sns.lineplot(data=runs.sort_values("train_flops"), x="train_flops", y="test_error", hue="direction",
@@ -208,8 +208,9 @@ def scaling_directions_plot(df: pd.DataFrame):
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     return _done(fig, "Line plot of ViT test error against training FLOPs, one line per scaling direction: "
                       + ", ".join(sorted(runs["direction"].unique())) + ".",
-                 "Mirrors the paper's Appendix D.2 (Fig. 8): from one base ViT, scale depth, width (with heads and "
-                 "MLP), patch size (smaller), or several at once; a steeper line gains more per unit of compute.")
+                 "Mirrors the paper's Appendix D.2 (Fig. 8): from one base ViT, scale depth, width (heads "
+                 "following it), MLP size, patch size (smaller), or several at once; a steeper line gains more per unit "
+                 "of compute.")
 
 
 def pooling_plot(df: pd.DataFrame):

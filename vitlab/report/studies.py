@@ -14,11 +14,12 @@ from vitlab.run.config import RunConfig
 from vitlab.study import results
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
-# Axes that a sweep moves together with another (a width sweep also scales heads
-# and MLP size), so they do not split that axis's study into one-point groups.
-COUPLED = {"width": ("heads", "mlp_dim")}
-# The paper's Appendix D.2 scaling directions and the fields each moves.
-DIRECTIONS = {"depth": ("depth",), "width": ("width", "heads", "mlp_dim"), "patch size": ("patch_size",)}
+# Axes that a sweep moves together with another (heads follow the width), so they do not split
+# that axis's study into one-point groups.
+COUPLED = {"width": ("heads",)}
+# The paper's Appendix D.2 scaling directions and the fields each moves: width (the hidden size,
+# heads following it) and MLP size apart, as its Fig. 8 scales them and SoViT finds them to differ.
+DIRECTIONS = {"depth": ("depth",), "width": ("width", "heads"), "MLP size": ("mlp_dim",), "patch size": ("patch_size",)}
 
 
 def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -92,11 +93,13 @@ def two_factor_study(df: pd.DataFrame, a: str, b: str, model: str | None = None)
 
 def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
     """Successful runs of one family labelled by the scaling direction that leads to them
-    from the base run (paper Appendix D.2): depth, width, patch size, or all (several at once).
+    from the base run (paper Appendix D.2): depth, width, MLP size, patch size, two of them
+    together ("width + MLP size", as width sweeps that scaled the MLP with it did), or all
+    (three or more at once).
 
     The runs are the largest group equal in every field outside depth, width, heads, MLP
-    size, patch size and seed; the base is the most common depth, width and patch size in it.
-    The base run belongs to every direction, so each direction's curve starts from it.
+    size, patch size and seed; the base is the most common depth, width, MLP size and patch size
+    in it. The base run belongs to every direction, so each direction's curve starts from it.
     """
     runs = ok_runs(df)
     runs = runs[runs["model"] == model]
@@ -106,16 +109,14 @@ def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
     if not groups:
         return runs.assign(direction=pd.Series(dtype=str))
     group = max(groups, key=len)
-    base = {f: group[f].mode().iloc[0] for f in ("depth", "width", "patch_size")}
-    rows = []
+    base = {fields_[0]: group[fields_[0]].mode().iloc[0] for fields_ in DIRECTIONS.values()}
+    labels = []
     for _, run in group.iterrows():
         moved = [name for name, fields_ in DIRECTIONS.items() if run[fields_[0]] != base[fields_[0]]]
-        if not moved:
-            rows += [run.to_dict() | {"direction": name} for name in DIRECTIONS]
-            if len(group) > 1:
-                rows.append(run.to_dict() | {"direction": "all"})
-        else:
-            rows.append(run.to_dict() | {"direction": moved[0] if len(moved) == 1 else "all"})
+        labels.append(" + ".join(moved) if 0 < len(moved) < 3 else "all" if moved else None)
+    every = [*DIRECTIONS, *sorted({label for label in labels if label and label not in DIRECTIONS})]
+    rows = [run.to_dict() | {"direction": name}
+            for (_, run), label in zip(group.iterrows(), labels) for name in ([label] if label else every)]
     out = pd.DataFrame(rows)
     # A direction holding only the base point (however many seeds) says nothing.
     counts = out.assign(point=point_keys(out)).groupby("direction")["point"].nunique()
@@ -339,7 +340,7 @@ def direction_trends(df: pd.DataFrame, model: str = "vit") -> tuple[Comparison, 
     comparison = compare(runs.drop_duplicates("run_id") if not runs.empty else ok_runs(df).iloc[:0])
     trends = {}
     for direction, part in (runs.groupby("direction") if not runs.empty else []):
-        if direction == "all":
+        if direction not in DIRECTIONS:  # several at once: no one direction's trend
             continue
         points = comparison.points[comparison.points["key"].isin(set(point_keys(part)))]
         u = np.log10(points["train_flops"].to_numpy())

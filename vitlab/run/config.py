@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 
@@ -19,6 +20,10 @@ ARCH_FIELDS = sorted(set().union(*(f.fields for f in FAMILIES.values())))
 # Fields added after runs were first recorded, with the default those runs had: a run id hashes
 # them only when set otherwise, so every earlier run keeps its id (and its record still matches).
 ADDED_FIELDS = {"compile": False}
+# Heads that are not set follow the width at this head size (the paper's ViT-B and ViT-L have 64;
+# 16 suits the CPU micro sizes), so that width, heads and MLP size scale apart: a width sweep
+# keeps its head size, and MLP size stays where it was set.
+HEAD_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class RunConfig:
     preset: str | None = None  # a name from `vitlab models`; fields set beside it override it
     depth: int = 4
     width: int = 64
-    heads: int | None = 4
+    heads: int | None = None  # None: width / HEAD_SIZE, the nearest that divides the width
     mlp_dim: int | None = 128
     patch_size: int | None = 7
     pool: str | None = "token"
@@ -54,6 +59,11 @@ class RunConfig:
     augment: bool = True  # random crops after padding (and flips, for photos); short budgets do better without
     seed: int = 0
     compile: bool = False  # torch.compile the model (worth it on a GPU for long runs; minutes of compiling first)
+
+    def __post_init__(self):
+        family = FAMILIES.get(self.model)
+        if self.heads is None and family is not None and "heads" in family.fields and self.width >= 1:
+            object.__setattr__(self, "heads", heads_for(self.width))
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -136,6 +146,13 @@ class RunConfig:
         values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def heads_for(width: int) -> int:
+    """The heads a width gets when they are not set: the divisor of the width nearest (in ratio)
+    to width / HEAD_SIZE."""
+    divisors = [d for d in range(1, width + 1) if width % d == 0]
+    return min(divisors, key=lambda d: (abs(math.log(d * HEAD_SIZE / width)), d))
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
