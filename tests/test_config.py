@@ -94,3 +94,12 @@ def test_a_notebooks_namespace_builds_the_config_from_its_fields():
     with pytest.raises(ConfigError, match="depth"):
         RunConfig.from_namespace({"depth": 0})
 
+
+
+def test_heads_not_set_follow_the_width_and_the_mlp_size_stays():
+    assert RunConfig().heads == 4 and RunConfig.from_dict({}).run_id == "2da472fe4b2a"
+    assert [RunConfig.from_dict({"width": w}).heads for w in (16, 32, 48, 128, 192, 50)] == [1, 2, 3, 8, 12, 2]
+    assert RunConfig.from_dict({"width": 128}).mlp_dim == 128
+    assert RunConfig.from_dict({"width": 128, "heads": 2}).heads == 2
+    assert RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 8}).heads is None
+    assert RunConfig.from_dict({"preset": "vit-ti/16", "image_size": 224, "width": 384}).heads == 3  # set by the preset
