@@ -7,10 +7,14 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 
+from vitlab import PROJECT_ROOT
+from vitlab.report import shape
 from vitlab.run.config import RunConfig
 from vitlab.study import results
+from vitlab.study.plans import load_plan
 
 VIT = dict(model="vit", depth=4, width=64, heads=4, mlp_dim=128, patch_size=7, steps=600)
 RESNET = dict(model="resnet", depth=8, width=8, steps=600)
@@ -49,3 +53,64 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# A star sweep (params/shape.yaml) in a world of SoViT's law with known parameters.
+SHAPE_YAML = PROJECT_ROOT / "params" / "shape.yaml"
+
+
+def vit_flops(depth, width, mlp_dim, patch=7, image=28, channels=1, classes=10):
+    """Training FLOPs per image of a ViT: 3x the forward (24ND^2-style blocks, embedding, head)."""
+    patches = (image // patch) ** 2
+    n = patches + 1
+    blocks = depth * (2 * n * (4 * width ** 2 + 2 * width * mlp_dim) + 4 * n * n * width)
+    return 3 * (blocks + 2 * patches * patch * patch * channels * width + 2 * width * classes)
+
+
+def star_arm(name: str) -> list[RunConfig]:
+    """params/shape.yaml's runs along one dimension: the centre's and those shrinking it alone."""
+    plan = load_plan(SHAPE_YAML)
+    others = [f for n, f in shape.DIMENSIONS.items() if n != name]
+    return [c for c in plan.runs if all(getattr(c, f) == getattr(plan.runs[0], f) for f in others)]
+
+
+def star_design():
+    """Each dimension's (x, t) points as params/shape.yaml runs them: x the dimension's value, t the
+    training FLOPs of that shape at that step budget."""
+    return {name: (np.array([getattr(c, field) for c in star_arm(name)], float),
+                   np.array([vit_flops(c.depth, c.width, c.mlp_dim) * c.steps * c.batch_size for c in star_arm(name)],
+                            float))
+            for name, field in shape.DIMENSIONS.items()}
+
+
+# A known world per dimension, in units of the centre's value (x) and the centre's compute at its
+# smallest budget (t), so that the three arms agree at the centre (alpha + eps, beta + xi and c
+# shared): errors from 0.5 at the shortest budget to 0.18, the optimum inside the values run at
+# the larger budgets, and exponents in SoViT's order (MLP size 0.55, depth 0.33, width 0.24).
+TRUTH = {"width": (0.02, 1.5, 0.40, 1.0, 0.05, 0.6, 0.03), "depth": (0.03, 1.0, 0.35, 0.8, 0.10, 0.6, 0.02),
+         "MLP size": (0.04, 0.6, 0.30, 0.5, 0.15, 0.6, 0.01)}
+TEST_SIZE = 1000
+
+
+def t_ref() -> float:
+    """The centre's training FLOPs at its smallest budget: the world's unit of compute."""
+    centre = load_plan(SHAPE_YAML).runs[0]
+    return vit_flops(centre.depth, centre.width, centre.mlp_dim) * min(c.steps for c in star_arm("width")) \
+        * centre.batch_size
+
+
+def world(name, x, t):
+    return shape._law(np.array(TRUTH[name]), x / x.max(), t / t_ref())
+
+
+def star_runs(noise=0.0, seeds=1, arms=tuple(shape.DIMENSIONS), budgets=(100, 200, 400, 800), seed=0):
+    """Records of params/shape.yaml's runs, test errors from the known world, with seed noise of
+    sd `noise` times the error."""
+    rng = np.random.default_rng(seed)
+    designs, specs = star_design(), []
+    for name in arms:
+        for cfg, error, flops in zip(star_arm(name), world(name, *designs[name]), designs[name][1]):
+            if cfg.steps in budgets:
+                specs += [({**cfg.to_dict(), "seed": s}, 1 - error * (1 + noise * rng.normal()), flops)
+                          for s in range(seeds)]
+    return runs(*specs).drop_duplicates("run_id")

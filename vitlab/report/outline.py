@@ -114,14 +114,22 @@ SECTIONS = (
              "With fewer than four distinct values no law is fitted."),
             (lambda r: tables.fits_table(r.df),
              lambda r: Markdown(sections.recommendation(r.df)))),
-    Section("Scaling depth, width and patch size (cf. Appendix D.2, Fig. 8)",
+    Section("Scaling depth, width, MLP size and patch size (cf. Appendix D.2, Fig. 8)",
             ("The paper finds depth the most effective direction to scale and width the least, with smaller "
              "patches (a longer sequence at no extra parameters) a robust gain."),
             (_reading(claims.depth_helps_more_than_width, claims.smaller_patches_help),
              lambda r: figures.scaling_directions_plot(r.df),
              lambda r: figures.accuracy_vs(r.df, "depth"),
              lambda r: figures.accuracy_vs(r.df, "width"),
+             lambda r: figures.accuracy_vs(r.df, "mlp_dim"),
              lambda r: figures.accuracy_vs(r.df, "patch_size"))),
+    Section("The compute-optimal shape (cf. SoViT)",
+            ("\"Getting ViT in Shape\" (Alabdulmohsin et al. 2023) fits, for each of width, depth and MLP size, "
+             "error = α·x^(−a) + (β·x^b + ξ)·t^(−c) + ε against the dimension x and training compute t, from a star "
+             "sweep (a centre model, each dimension shrunk alone, at several budgets). At a fixed compute the error "
+             "is lowest at x ∝ t^s with s = c / (a + b), so s says how fast that dimension should grow with compute. "
+             "Intervals are 95%, from refits of each law to its fitted curve plus noise as the runs have it."),
+            (lambda r: Markdown(sections.shape_reading(r.df)),)),
     Section("Class token vs average pooling (cf. Appendix D.3, Fig. 9)",
             ("The paper finds the class token and global average pooling equally good, once each has its own "
              "learning rate."),

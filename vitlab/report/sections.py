@@ -7,11 +7,12 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
 from vitlab import __version__
-from vitlab.report import claims, inside
+from vitlab.report import claims, inside, shape
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
 from vitlab.report.crossing import crossings
@@ -139,7 +140,7 @@ def recommendation(df: pd.DataFrame) -> str:
     finding = led[claims.best_direction]
     if not finding.tests:
         return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
-                "(depth, width and patch size from one base).*")
+                "(depth, width, MLP size and patch size from one base).*")
     trends, (best, second) = finding.detail["trends"], finding.detail["ranked"]
     c, test = finding.comparison, finding.tests[0]
     slopes = {d: c.contrast(t["weights"]) for d, t in trends.items()}  # test error per decade
@@ -156,6 +157,60 @@ def recommendation(df: pd.DataFrame) -> str:
                f", though not clearly ahead of {second} ({test.estimate.text(test.decision.level)}, under the report's "
                f"correction; {led.seeds_text(finding)})")
             + f"; {c.noise_text(test.weights)}. Each direction's trend on its own:\n\n" + "\n".join(lines))
+
+
+def _value(name: str, value: float) -> str:
+    """A dimension's value as the reading prints it: depth to a tenth, sizes whole; the open ends
+    of an interval in words."""
+    if value == 0:
+        return "0"
+    if not np.isfinite(value):
+        return "no end"
+    return f"{value:.1f}" if name == "depth" else f"{value:,.0f}"
+
+
+def shape_reading(df: pd.DataFrame, budget: float | None = None, found: shape.Star | None = None) -> str:
+    """The compute-optimal shape from a star sweep (report/shape.py), as Markdown: each dimension's
+    exponent and its value at the budget (default 10x the largest run), with 95% intervals, and how
+    their order compares with SoViT's."""
+    found = found if found is not None else shape.star(df)
+    if found is None:
+        return ("*No star sweep among these runs: run params/shape.yaml (a centre ViT, and each of width, depth and "
+                "MLP size shrunk alone, at several step budgets) to fill this section.*")
+    budget = budget or shape.BUDGET_FACTOR * found.largest_flops
+    c = found.centre
+    head = (f"A star sweep around a ViT of depth {c['depth']}, width {c['width']} ({c['heads']} heads) and MLP size "
+            f"{c['mlp_dim']}; the largest run trained on {found.largest_flops:.3g} FLOPs. At {budget:.3g} FLOPs"
+            f"{' (10x that)' if budget == shape.BUDGET_FACTOR * found.largest_flops else ''} each law recommends:")
+    lines, fitted = [], {}
+    for name, law in found.laws.items():
+        if isinstance(law, str):
+            lines.append(f"- **{name}**: no law fitted ({law})")
+            continue
+        values = ", ".join(_value(name, v) for v in sorted(found.arms[name][shape.DIMENSIONS[name]].unique()))
+        fitted[name] = law
+        low, high = law.exponent_interval()
+        x, x_low, x_high = law.optimal(budget), *law.optimal_interval(budget)
+        beyond = " (beyond the values run: the law's extrapolation)" if x > law.x_range[1] * 1.05 else ""
+        line = (f"- **{name}** ({values} run): {_value(name, x)} (95% interval {_value(name, x_low)} to "
+                f"{_value(name, x_high)}){beyond}; it grows as compute^s with s = {law.exponent:.2f} (95% interval "
+                f"{low:.2f} to {high if np.isfinite(high) else np.inf:.2f}); noise {law.noise}")
+        if law.interior() < shape.LEVEL:
+            line += (f". Only {law.interior():.0%} of its refits find a cost on both sides of the optimum, so these "
+                     "runs do not show where this dimension stops paying")
+        lines.append(line)
+    ordered = sorted(fitted, key=lambda n: -fitted[n].exponent)
+    pairs = []
+    for faster, slower in zip(ordered, ordered[1:]):
+        apart = fitted[faster].exponent_interval()[0] > fitted[slower].exponent_interval()[1]
+        pairs.append(f"{faster} {'faster than' if apart else 'and'} {slower}"
+                     + ("" if apart else " (their exponents' intervals overlap)"))
+    order = (f" Here the point estimates order them {', then '.join(ordered)}: " + "; ".join(pairs) + "."
+             if len(ordered) > 1 else "")
+    tail = ("\n\nSoViT found the MLP size should grow fastest with compute, then depth, then width." + order
+            + " Each law holds the other two dimensions at the centre and is not back-tested: a recommendation "
+            "beyond the budgets run is the law's extrapolation.")
+    return "\n".join([head, *lines]) + tail
 
 
 # Figures of one trained model's insides, as the inspect notebook and the report show them:
