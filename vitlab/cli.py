@@ -1,4 +1,4 @@
-"""The `vitlab` command: run, sweep, report, results."""
+"""The `vitlab` command: run, sweep, train, report, results, next, models."""
 from __future__ import annotations
 
 import argparse
@@ -195,6 +195,27 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_next(args) -> int:
+    """Write (and print) a params file of what to run next, from the runs in a results directory."""
+    out = Path(args.results_dir).resolve()
+    if not results.runs_dir(out).is_dir():
+        raise SweepError(f"{out}: no runs/ folder here; run a sweep into it first")
+    if args.budget is not None and args.budget <= 0:
+        raise SweepError(f"--budget: training FLOPs must be > 0, got {args.budget:g}")
+    from vitlab.report import advice, outline
+
+    try:
+        text = advice.next_params(out, outline.Runs.load(out).df, args.budget)
+    except ValueError as e:
+        raise SweepError(str(e)) from None
+    from vitlab.run.files import write_text
+
+    path = write_text(out / "next.yaml", text)
+    print(text, end="")
+    print(f"written: {path} (check it: vitlab sweep {path} --results {out} --dry-run)", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from vitlab.run import presets
 
@@ -262,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "in a pipe), json, parquet (every field)")
     p.add_argument("--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("next", help="write a params file of what to run next: the recommended shape at a budget "
+                                    "and the seeds that would decide each undecided claim")
+    p.add_argument("results_dir", nargs="?", default=results.DEFAULT_DIR, help=DIR_HELP)
+    p.add_argument("--budget", type=float, metavar="FLOPS",
+                   help="training FLOPs for the recommended shape (default: 10x the star sweep's largest run)")
+    p.set_defaults(func=cmd_next)
 
     p = sub.add_parser("models", help="list the model presets: shape, params, forward GFLOPs per image")
     p.add_argument("--format", choices=("table", "json"), default="table")
