@@ -72,3 +72,15 @@ def test_next_without_a_star_or_an_open_claim_says_so_in_one_line(tmp_path, caps
 def test_the_default_budget_is_ten_times_the_largest_run():
     found = shape.star(star_runs(noise=0.03, seeds=2), n_boot=40)
     assert found.recommend() == found.recommend(10 * found.largest_flops)
+
+
+def test_the_report_ends_with_the_params_file_vitlab_next_writes(tmp_path):
+    import pandas as pd
+
+    from vitlab.report import claims
+
+    df = pd.concat([star_runs(noise=0.03, seeds=2), data_size_runs()])
+    text = advice.reading(tmp_path, df, claims.ledger(df), shape.star(df))
+    assert text.startswith(f"`vitlab next {tmp_path}` writes this params file")
+    assert advice.next_params(tmp_path, df) in text
+    assert advice.reading(tmp_path, df.iloc[:0], claims.ledger(df.iloc[:0]), None).startswith("*Nothing to run next")

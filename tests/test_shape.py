@@ -97,7 +97,7 @@ def test_the_report_finds_the_star_and_recommends_a_shape_with_intervals():
     assert set(found.laws) == set(shape.DIMENSIONS)
     assert all(isinstance(law, shape.ShapeLaw) and law.n_points == 16 for law in found.laws.values())
     assert "given noise" in found.laws["width"].noise  # the seeds' pooled relative spread
-    text = sections.shape_reading(df, found=found)
+    text = sections.shape_reading(found)
     assert "A star sweep around a ViT of depth 6, width 64 (4 heads) and MLP size 256" in text
     for name in shape.DIMENSIONS:
         assert f"- **{name}** (" in text and "95% interval" in text
@@ -108,14 +108,15 @@ def test_the_report_finds_the_star_and_recommends_a_shape_with_intervals():
 
 
 def test_a_star_with_too_few_runs_says_what_each_dimension_needs():
-    assert "No star sweep among these runs: run params/shape.yaml" in sections.shape_reading(runs((VIT, 0.9, 1e12)))
+    assert shape.star(runs((VIT, 0.9, 1e12))) is None
+    assert "No star sweep among these runs: run params/shape.yaml" in sections.shape_reading(None)
     assert shape.star(star_runs(budgets=(800,))) is None  # one budget: no compute term to fit
     found = shape.star(star_runs(arms=("width", "depth"), budgets=(100, 800)), n_boot=20)
     assert isinstance(found.laws["width"], shape.ShapeLaw) and found.laws["width"].n_points == 8
     assert found.laws["MLP size"] == "fewer than 3 values of it with the other two at the centre's"
     thin = shape.star(star_runs(budgets=(100, 200)).query("steps == 200 or width == 64"), n_boot=20)
     assert thin.laws["width"] == "5 points at 2 budgets; the law needs 8 points at 2 or more budgets"
-    text = sections.shape_reading(None, found=thin)
+    text = sections.shape_reading(thin)
     assert "- **width**: no law fitted (5 points at 2 budgets" in text
     assert set(thin.recommend()) == {"depth", "MLP size"}
 

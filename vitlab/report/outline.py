@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from vitlab.report import claims, figures, sections, studies, tables
+from vitlab.report import advice, claims, figures, sections, shape, studies, tables
 from vitlab.study import results
 
 
@@ -33,6 +33,11 @@ class Runs:
     def ledger(self) -> claims.Ledger:
         """Every claim's tests, decided together once for the whole report."""
         return claims.ledger(self.df)
+
+    @cached_property
+    def star(self) -> shape.Star | None:
+        """The star sweep and its laws, fitted once for the shape section and what to run next."""
+        return shape.star(self.df)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ SECTIONS = (
              "sweep (a centre model, each dimension shrunk alone, at several budgets). At a fixed compute the error "
              "is lowest at x ∝ t^s with s = c / (a + b), so s says how fast that dimension should grow with compute. "
              "Intervals are 95%, from refits of each law to its fitted curve plus noise as the runs have it."),
-            (lambda r: Markdown(sections.shape_reading(r.df)),)),
+            (lambda r: Markdown(sections.shape_reading(r.star)),)),
     Section("Class token vs average pooling (cf. Appendix D.3, Fig. 9)",
             ("The paper finds the class token and global average pooling equally good, once each has its own "
              "learning rate."),
@@ -144,6 +149,10 @@ SECTIONS = (
             ("Patch-embedding filters, position-embedding similarity, mean attention distance per head, and "
              "attention rollout on test images."),
             (lambda r: sections.inside_best_vit(r.out, r.df),)),
+    Section("What to run next",
+            ("The shape the star sweep's laws recommend at 10x its largest run, and each claim left undecided at "
+             "the seeds per configuration that would give it 80% power at this report's error level."),
+            (lambda r: Markdown(advice.reading(r.out, r.df, r.ledger, r.star)),)),
     Section("All runs",
             "",
             (lambda r: tables.runs_table(r.records),)),

@@ -169,11 +169,10 @@ def _value(name: str, value: float) -> str:
     return f"{value:.1f}" if name == "depth" else f"{value:,.0f}"
 
 
-def shape_reading(df: pd.DataFrame, budget: float | None = None, found: shape.Star | None = None) -> str:
-    """The compute-optimal shape from a star sweep (report/shape.py), as Markdown: each dimension's
+def shape_reading(found: shape.Star | None, budget: float | None = None) -> str:
+    """The compute-optimal shape from a star sweep (shape.star), as Markdown: each dimension's
     exponent and its value at the budget (default 10x the largest run), with 95% intervals, and how
     their order compares with SoViT's."""
-    found = found if found is not None else shape.star(df)
     if found is None:
         return ("*No star sweep among these runs: run params/shape.yaml (a centre ViT, and each of width, depth and "
                 "MLP size shrunk alone, at several step budgets) to fill this section.*")
