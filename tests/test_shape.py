@@ -8,6 +8,7 @@ from tests.helpers import SHAPE_YAML, TEST_SIZE, TRUTH, VIT, runs, star_design, 
 from vitlab.report import sections, shape
 from vitlab.study.plans import load_plan
 
+
 def true_exponent(name):
     """s = c / (a + b), written out here so that a test that breaks the module's formula keeps the truth."""
     _, a, _, b, _, c, _ = TRUTH[name]
@@ -127,7 +128,18 @@ def test_the_fit_refuses_too_few_points_in_one_line():
 
 
 def test_the_shipped_params_file_runs_the_star():
-    spec = yaml.safe_load(open(SHAPE_YAML))
+    spec = yaml.safe_load(SHAPE_YAML.read_text())
     assert spec["name"] == "shape"
     plan = load_plan(SHAPE_YAML)
     assert len(plan.runs) == 40
+
+
+def test_where_shrinking_costs_nothing_no_value_is_recommended_and_the_reading_says_why():
+    # Error set by the images seen alone: at a fixed compute a smaller model sees more, so is better.
+    df = star_runs()
+    df["test_accuracy"] = df["val_accuracy"] = 1 - (0.05 + 0.45 * (df["steps"] / 100) ** -0.6)
+    found = shape.star(df, n_boot=40)
+    assert all(law.optimal(1e13) < law.x_range[0] for law in found.laws.values())
+    text = sections.shape_reading(found)
+    said = text.count("no value recommended; the fit finds no cost of shrinking it: its optimum lies below the values")
+    assert said + text.count("(below the values run: the law's extrapolation)") == 3, text

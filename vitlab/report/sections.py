@@ -186,18 +186,27 @@ def shape_reading(found: shape.Star | None, budget: float | None = None) -> str:
         if isinstance(law, str):
             lines.append(f"- **{name}**: no law fitted ({law})")
             continue
-        values = ", ".join(_value(name, v) for v in sorted(found.arms[name][shape.DIMENSIONS[name]].unique()))
-        fitted[name] = law
+        values = ", ".join(f"{v:,.0f}" for v in sorted(found.arms[name][shape.DIMENSIONS[name]].unique()))
         low, high = law.exponent_interval()
         x, x_low, x_high = law.optimal(budget), *law.optimal_interval(budget)
-        beyond = " (beyond the values run: the law's extrapolation)" if x > law.x_range[1] * 1.05 else ""
-        line = (f"- **{name}** ({values} run): {_value(name, x)} (95% interval {_value(name, x_low)} to "
-                f"{_value(name, x_high)}){beyond}; it grows as compute^s with s = {law.exponent:.2f} (95% interval "
-                f"{low:.2f} to {high if np.isfinite(high) else np.inf:.2f}); noise {law.noise}")
+        exponent = f"s {low:.2f} to {high:.2f}" if np.isfinite(high) else f"s above {low:.2f}"
+        interval = f"95% interval {_value(name, x_low)} to {_value(name, x_high)}"
+        if 0 < x < np.inf:
+            fitted[name] = law
+            beyond = (" (below the values run: the law's extrapolation)" if x < law.x_range[0] * 0.95 else
+                      " (beyond the values run: the law's extrapolation)" if x > law.x_range[1] * 1.05 else "")
+            line = (f"- **{name}** ({values} run): {_value(name, x)} ({interval}){beyond}; it grows as compute^s "
+                    f"with s = {law.exponent:.2f} (95% interval {exponent.removeprefix('s ')})")
+        else:  # the point fit has no trade-off: alpha = 0 (shrinking costs nothing) or beta = 0 (growing does not)
+            side = "shrinking it: its optimum lies below the values run" if x == 0 else \
+                "growing it: its optimum lies beyond any value run"
+            line = (f"- **{name}** ({values} run): no value recommended; the fit finds no cost of {side} "
+                    f"(the optimum at this budget: {interval}; 95% interval of its exponent: {exponent})")
+        line += f"; noise {law.noise}"
         if law.interior() < shape.LEVEL:
             line += (f". Only {law.interior():.0%} of its refits find a cost on both sides of the optimum, so these "
                      "runs do not show where this dimension stops paying")
-        lines.append(line)
+        lines.append(line + ".")
     ordered = sorted(fitted, key=lambda n: -fitted[n].exponent)
     pairs = []
     for faster, slower in zip(ordered, ordered[1:]):
@@ -205,7 +214,7 @@ def shape_reading(found: shape.Star | None, budget: float | None = None) -> str:
         pairs.append(f"{faster} {'faster than' if apart else 'and'} {slower}"
                      + ("" if apart else " (their exponents' intervals overlap)"))
     order = (f" Here the point estimates order them {', then '.join(ordered)}: " + "; ".join(pairs) + "."
-             if len(ordered) > 1 else "")
+             if len(ordered) > 1 else " These runs do not order the dimensions: fewer than two laws have an optimum.")
     tail = ("\n\nSoViT found the MLP size should grow fastest with compute, then depth, then width." + order
             + " Each law holds the other two dimensions at the centre and is not back-tested: a recommendation "
             "beyond the budgets run is the law's extrapolation.")
