@@ -138,8 +138,8 @@ def next_params(results_dir: Path, df: pd.DataFrame, budget: float | None = None
     head = [f"# What to run next, from the runs in {results_dir} (vitlab next, {date}).",
             "# Runs already recorded there are skipped when this file is swept into it.",
             *(f"# - {line}" for line in comments)]
-    spec = {"name": "next", "description": f"What to run next after {results_dir.name}: "
-            + ", ".join(b["name"] for b in sweeps), "sweeps": sweeps}
+    spec = {"name": "next", "description": f"What to run next after the runs in {results_dir.name} (vitlab next, {date})",
+            "sweeps": sweeps}
     return "\n".join(head) + "\n" + yaml.safe_dump(spec, sort_keys=False, width=120, default_flow_style=None)
 
 
