@@ -22,7 +22,7 @@ def true_optimum(name, x, t, budget):
 
 
 def seed_noise(error, cv=0.12, test_size=TEST_SIZE):
-    """Seed sd proportional to the error, plus the test set's sampling: noise that varies 5x across points."""
+    """Seed sd proportional to the error, plus the test set's sampling: noise that varies 2.5x across points."""
     return np.sqrt((cv * error) ** 2 + error * (1 - error) / test_size)
 
 
