@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from vitlab.report import claims, shape, stats
+from vitlab.run import datasets
 from vitlab.run.config import RunConfig
 
 
@@ -54,8 +55,8 @@ def shape_block(found: shape.Star, budget: float) -> tuple[dict | None, str]:
                          *(f"{n}: the runs show no cost of {'shrinking' if recommended[n][0] == 0 else 'growing'} it"
                            for n in open_)])
         return None, f"No recommended shape: {why}."
-    centre = found.arms["width"].iloc[0] if "width" in found.arms else next(iter(found.arms.values())).iloc[0]
-    values = config_of(centre, defaults=False)
+    # Any point of the star: they share every field but the shape, the steps and the seed.
+    values = config_of(next(iter(found.arms.values())).iloc[0], defaults=False)
     heads = found.centre["heads"]
     values |= {"depth": max(1, round(recommended["depth"][0])),
                "width": max(heads, heads * round(recommended["width"][0] / heads)), "heads": heads,
@@ -63,7 +64,8 @@ def shape_block(found: shape.Star, budget: float) -> tuple[dict | None, str]:
     cfg = RunConfig.from_dict({k: v for k, v in values.items() if k != "steps"} | {"steps": 1})
     with torch.device("meta"):  # counted, not built: a recommended model may be large
         model = build_model(cfg)
-    per_step = TRAIN_FLOPS_PER_FORWARD * forward_flops(model, (1, cfg.input_size, cfg.input_size)) * cfg.batch_size
+    image = (datasets.spec(cfg.dataset).channels, cfg.input_size, cfg.input_size)
+    per_step = TRAIN_FLOPS_PER_FORWARD * forward_flops(model, image) * cfg.batch_size
     values["steps"] = max(1, math.ceil(budget / per_step))
     intervals = ", ".join(f"{n} {v:.3g} ({lo:.3g} to {hi:.3g})" for n, (v, lo, hi) in recommended.items())
     why = (f"The shape the star sweep's laws recommend at {budget:.3g} FLOPs (95% intervals): {intervals}; "

@@ -56,7 +56,6 @@ class ShapeLaw:
     n_points: int
     noise: str  # where the refits' noise came from
     x_range: tuple[float, float]  # the values run
-    t_range: tuple[float, float]
 
     def predict(self, x, t) -> np.ndarray:
         return _law(self.params, np.asarray(x, float) / self.x_ref, np.asarray(t, float) / self.t_ref)
@@ -136,8 +135,7 @@ def fit_shape_law(x, t, error, noise_sd=None, noise_df: float | None = None, dim
         weights = 1 / np.maximum(error, 1e-3)
         best = _fit_many(xs, ts, error[None], weights)[0]
         fitted = _law(best, xs, ts)
-        df = len(x) - int((best[[0, 2, 4, 6]] > 0).sum()) - 3
-        df = max(df, 1)
+        df = max(len(x) - int((best[[0, 2, 4, 6]] > 0).sum()) - 3, 1)  # less the non-zero coefficients and a, b, c
         relative = np.sqrt((((error - fitted) * weights) ** 2).sum() / df)
         sd = relative * np.maximum(fitted, 1e-3)
         noise = f"proportional to the error, {relative:.2g} of it, from the residuals ({df} df)"
@@ -150,8 +148,7 @@ def fit_shape_law(x, t, error, noise_sd=None, noise_df: float | None = None, dim
     inflate = np.sqrt(df / rng.chisquare(df, n_boot)) if df else np.ones(n_boot)
     noisy = fitted + rng.normal(0, 1, (n_boot, len(x))) * sd * inflate[:, None]
     boot = _fit_many(xs, ts, noisy, weights)
-    return ShapeLaw(dimension, best, boot, float(x_ref), float(t_ref), len(x), noise,
-                    (float(x.min()), float(x.max())), (float(t.min()), float(t.max())))
+    return ShapeLaw(dimension, best, boot, float(x_ref), float(t_ref), len(x), noise, (float(x.min()), float(x.max())))
 
 
 def _fit_many(x: np.ndarray, t: np.ndarray, Y: np.ndarray, w: np.ndarray) -> np.ndarray:
