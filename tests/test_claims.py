@@ -170,6 +170,7 @@ def test_mlp_size_is_a_direction_of_its_own_and_a_width_sweep_that_moved_it_is_n
     best = claims.ledger(df)[claims.best_direction]
     assert best.detail["ranked"] == ("MLP size", "depth") and set(best.detail["trends"]) == {"depth", "width", "MLP size"}
     assert "MLP size" in figures.scaling_directions_plot(df).alt
+    assert "MLP size (hidden units) for 4 values" in figures.accuracy_vs(df, "mlp_dim").alt
 
 
 def frontier_runs(vit_accs, res_accs, n=2, spread=0.004, vit_flops=(1e11, 3e11, 1e12), res_flops=(1e11, 4e11, 1.2e12)):

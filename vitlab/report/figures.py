@@ -143,7 +143,7 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
     fig, ax = _figure(f"{name} test accuracy vs {LABELS.get(axis, axis).split(' (')[0]}")
     sns.lineplot(data=study, x=axis, y="test_accuracy", errorbar=None, ax=ax)
     sns.scatterplot(data=study, x=axis, y="test_accuracy", ax=ax, s=40)
-    if axis in ("width", "train_size"):
+    if axis in ("width", "mlp_dim", "train_size"):
         _log2_axis_at(ax, study[axis])
     else:
         ax.set_xticks(sorted(study[axis].unique()))
