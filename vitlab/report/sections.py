@@ -180,7 +180,7 @@ def shape_reading(found: shape.Star | None, budget: float | None = None) -> str:
     c = found.centre
     head = (f"A star sweep around a ViT of depth {c['depth']}, width {c['width']} ({c['heads']} heads) and MLP size "
             f"{c['mlp_dim']}; the largest run trained on {found.largest_flops:.3g} FLOPs. At {budget:.3g} FLOPs"
-            f"{' (10x that)' if budget == shape.BUDGET_FACTOR * found.largest_flops else ''} each law recommends:")
+            f"{' (10x that)' if budget == shape.BUDGET_FACTOR * found.largest_flops else ''}, by each dimension's law:")
     lines, fitted = [], {}
     for name, law in found.laws.items():
         if isinstance(law, str):
