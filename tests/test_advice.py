@@ -80,7 +80,8 @@ def test_the_report_ends_with_the_params_file_vitlab_next_writes(tmp_path):
     from vitlab.report import claims
 
     df = pd.concat([star_runs(noise=0.03, seeds=2), data_size_runs()])
-    text = advice.reading(tmp_path, df, claims.ledger(df), shape.star(df))
+    ledger, found = claims.ledger(df), shape.star(df)
+    text = advice.reading(tmp_path, ledger, found)
     assert text.startswith(f"`vitlab next {tmp_path}` writes this params file")
-    assert advice.next_params(tmp_path, df) in text
-    assert advice.reading(tmp_path, df.iloc[:0], claims.ledger(df.iloc[:0]), None).startswith("*Nothing to run next")
+    assert advice.next_params(tmp_path, ledger, found) in text
+    assert advice.reading(tmp_path, claims.ledger(df.iloc[:0]), None).startswith("*Nothing to run next")

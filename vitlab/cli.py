@@ -204,8 +204,9 @@ def cmd_next(args) -> int:
         raise SweepError(f"--budget: training FLOPs must be > 0, got {args.budget:g}")
     from vitlab.report import advice, outline
 
+    runs = outline.Runs.load(out)
     try:
-        text = advice.next_params(out, outline.Runs.load(out).df, args.budget)
+        text = advice.next_params(out, runs.ledger, runs.star, args.budget)
     except ValueError as e:
         raise SweepError(str(e)) from None
     from vitlab.run.files import write_text

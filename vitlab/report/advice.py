@@ -114,12 +114,9 @@ def claim_blocks(ledger: claims.Ledger) -> tuple[list[dict], list[str]]:
     return blocks, notes
 
 
-def next_params(results_dir: Path, df: pd.DataFrame, budget: float | None = None,
-                ledger: claims.Ledger | None = None, found: shape.Star | None = None) -> str:
-    """The params file's text: a comment per block saying why it is there, then the YAML (the
-    report passes the ledger and star it has already computed)."""
-    ledger = ledger or claims.ledger(df)
-    found = found or shape.star(df)
+def next_params(results_dir: Path, ledger: claims.Ledger, found: shape.Star | None, budget: float | None = None) -> str:
+    """The params file's text from a report's ledger and star sweep (outline.Runs computes each
+    once): a comment per block saying why it is there, then the YAML."""
     comments, sweeps = [], []
     if found is None:
         comments.append("No recommended shape: no star sweep among these runs (run params/shape.yaml first).")
@@ -145,10 +142,10 @@ def next_params(results_dir: Path, df: pd.DataFrame, budget: float | None = None
     return "\n".join(head) + "\n" + yaml.safe_dump(spec, sort_keys=False, width=120, default_flow_style=None)
 
 
-def reading(results_dir: Path, df: pd.DataFrame, ledger: claims.Ledger, found: shape.Star | None) -> str:
+def reading(results_dir: Path, ledger: claims.Ledger, found: shape.Star | None) -> str:
     """The report's last word, as Markdown: the params file `vitlab next` would write."""
     try:
-        text = next_params(Path(results_dir), df, ledger=ledger, found=found)
+        text = next_params(Path(results_dir), ledger, found)
     except ValueError:
         return "*Nothing to run next: no star sweep to extend and no undecided claim that more seeds would decide.*"
     return (f"`vitlab next {results_dir}` writes this params file (`{Path(results_dir) / 'next.yaml'}`); "

@@ -152,7 +152,7 @@ SECTIONS = (
     Section("What to run next",
             ("The shape the star sweep's laws recommend at 10x its largest run, and each claim left undecided at "
              "the seeds per configuration that would give it 80% power at this report's error level."),
-            (lambda r: Markdown(advice.reading(r.out, r.df, r.ledger, r.star)),)),
+            (lambda r: Markdown(advice.reading(r.out, r.ledger, r.star)),)),
     Section("All runs",
             "",
             (lambda r: tables.runs_table(r.records),)),

@@ -189,19 +189,19 @@ def shape_reading(found: shape.Star | None, budget: float | None = None) -> str:
         values = ", ".join(f"{v:,.0f}" for v in sorted(found.arms[name][shape.DIMENSIONS[name]].unique()))
         low, high = law.exponent_interval()
         x, x_low, x_high = law.optimal(budget), *law.optimal_interval(budget)
-        exponent = f"s {low:.2f} to {high:.2f}" if np.isfinite(high) else f"s above {low:.2f}"
+        exponent = f"{low:.2f} to {high:.2f}" if np.isfinite(high) else f"above {low:.2f}"
         interval = f"95% interval {_value(name, x_low)} to {_value(name, x_high)}"
         if 0 < x < np.inf:
             fitted[name] = law
             beyond = (" (below the values run: the law's extrapolation)" if x < law.x_range[0] * 0.95 else
                       " (beyond the values run: the law's extrapolation)" if x > law.x_range[1] * 1.05 else "")
             line = (f"- **{name}** ({values} run): {_value(name, x)} ({interval}){beyond}; it grows as compute^s "
-                    f"with s = {law.exponent:.2f} (95% interval {exponent.removeprefix('s ')})")
+                    f"with s = {law.exponent:.2f} (95% interval {exponent})")
         else:  # the point fit has no trade-off: alpha = 0 (shrinking costs nothing) or beta = 0 (growing does not)
             side = "shrinking it: its optimum lies below the values run" if x == 0 else \
                 "growing it: its optimum lies beyond any value run"
             line = (f"- **{name}** ({values} run): no value recommended; the fit finds no cost of {side} "
-                    f"(the optimum at this budget: {interval}; 95% interval of its exponent: {exponent})")
+                    f"(the optimum at this budget: {interval}; 95% interval of its exponent: s {exponent})")
         line += f"; noise {law.noise}"
         if law.interior() < shape.LEVEL:
             line += (f". Only {law.interior():.0%} of its refits find a cost on both sides of the optimum, so these "
