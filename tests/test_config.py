@@ -49,6 +49,9 @@ def test_resnet_drops_vit_only_fields():
     ({"model": "resnet", "depth": 8, "stem": "tiny"}, "stem", "not one of small, imagenet"),
     ({"model": "hybrid", "cnn_depth": 9, "patch_size": 1}, "cnn_depth", "6n+2"),
     ({"model": "hybrid", "patch_size": 2}, "patch_size", "does not divide the 7x7 feature map"),
+    # timm rounds ResNet-v2 channels up to multiples of 8: width 4 built a model whose stem and first block disagreed.
+    ({"model": "resnet", "depth": 8, "width": 4}, "width", "multiples of 8 (8, 16, 24, 32, ...), got 4"),
+    ({"model": "hybrid", "patch_size": 1, "cnn_width": 12}, "cnn_width", "multiples of 8"),
     ({"model": "hybrid", "patch_size": 1, "image_size": 30}, "image_size", "not a multiple"),
     ({"pos_embed": "rope"}, "pos_embed", "not one of learn, learn2d, sincos2d, none"),
     ({"pos_embed": "sincos2d", "width": 66, "heads": 2}, "pos_embed", "divisible by 4"),

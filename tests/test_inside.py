@@ -149,7 +149,7 @@ def test_without_a_run_id_the_best_vit_on_validation_with_saved_weights_is_chose
     with pytest.raises(FileNotFoundError, match="no successful ViT run with saved weights"):
         inside.choose_run(tmp_path)
     kept, better, resnet = (RunConfig.from_dict(v) for v in ({"depth": 1}, {"depth": 2},
-                                                             {"model": "resnet", "depth": 8, "width": 4}))
+                                                             {"model": "resnet", "depth": 8, "width": 8}))
     for cfg, val in ((kept, 0.5), (better, 0.9), (resnet, 0.95)):  # the better ViT saved no weights
         results.write(tmp_path, results.make_record(cfg, status="ok") | {"val_accuracy": val})
     for cfg in (kept, resnet):

@@ -142,7 +142,7 @@ def test_fine_tuning_takes_every_weight_but_a_zeroed_head():
     deeper = RunConfig.from_dict({**source.to_dict(), "depth": 2})
     with pytest.raises(ValueError, match="pretrained: run x is another architecture"):
         fine_tune_from(build_model(deeper), model.state_dict(), "run x")
-    resnet = RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 4})
+    resnet = RunConfig.from_dict({"model": "resnet", "depth": 8, "width": 8})
     with pytest.raises(ValueError, match="pretrained: run x"):  # no position embedding to resample
         fine_tune_from(build_model(resnet), model.state_dict(), "run x")
 

@@ -43,6 +43,15 @@ def resnet_depth_error(depth: int, stem: str) -> str | None:
     return None
 
 
+def resnet_width_error(width: int | None) -> str | None:
+    """Why width is not a valid ResNet-v2 width, or None. timm's ResNetV2 rounds every channel
+    count up to a multiple of 8, so any other width would build a model other than the one named
+    (and, under the small stem vitlab fits, one whose stem and first block disagree)."""
+    if width is None or width < 8 or width % 8:
+        return f"timm's ResNet-v2 has channel counts in multiples of 8 (8, 16, 24, 32, ...), got {width}"
+    return None
+
+
 def check_transformer_fields(cfg) -> None:
     for name in ("heads", "mlp_dim", "patch_size"):
         if getattr(cfg, name) is None or getattr(cfg, name) < 1:

@@ -9,6 +9,7 @@ from vitlab.run.families.family import (
     check_transformer_fields,
     check_transformer_grid,
     resnet_depth_error,
+    resnet_width_error,
 )
 
 # How much the trunk downsamples: the small stem keeps full resolution and stages 2 and 3 halve
@@ -20,8 +21,8 @@ def check(cfg) -> None:
     choice("stem", cfg.stem, STEMS)
     if why := resnet_depth_error(cfg.cnn_depth or 0, cfg.stem):
         raise ConfigError("cnn_depth", why)
-    if cfg.cnn_width is None or cfg.cnn_width < 1:
-        raise ConfigError("cnn_width", f"must be >= 1, got {cfg.cnn_width}")
+    if why := resnet_width_error(cfg.cnn_width):
+        raise ConfigError("cnn_width", why)
     check_transformer_fields(cfg)
     stride = STRIDE[cfg.stem]
     if cfg.input_size % stride:

@@ -3,13 +3,15 @@ layers with the small stem, BiT's bottleneck ResNets with the ImageNet stem."""
 from __future__ import annotations
 
 from vitlab.run.checks import ConfigError, choice
-from vitlab.run.families.family import STEMS, Family, resnet_depth_error
+from vitlab.run.families.family import STEMS, Family, resnet_depth_error, resnet_width_error
 
 
 def check(cfg) -> None:
     choice("stem", cfg.stem, STEMS)
     if why := resnet_depth_error(cfg.depth, cfg.stem):
         raise ConfigError("depth", why)
+    if why := resnet_width_error(cfg.width):
+        raise ConfigError("width", why)
 
 
 def build(image_size, channels, num_classes, depth, width, stem):
