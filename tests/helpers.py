@@ -33,6 +33,20 @@ def runs(*specs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# A matched-compute study whose fitted laws cross inside the compute run: the ViT far behind the
+# ResNet at small compute and ahead at the largest, so the mean gap favours the ResNet.
+COMPUTE = (1e9, 3e9, 9e9, 27e9, 81e9)
+VIT_BY_COMPUTE, RESNET_BY_COMPUTE = (0.50, 0.62, 0.72, 0.80, 0.90), (0.80, 0.83, 0.85, 0.86, 0.87)
+
+
+def matched_compute_runs(vit=VIT_BY_COMPUTE, resnet=RESNET_BY_COMPUTE) -> pd.DataFrame:
+    """Three seeds at each compute of COMPUTE: ViTs of growing depth, ResNets of growing width."""
+    return runs(*(({**VIT, "depth": d, "seed": s}, acc + 0.01 * (s - 1), c)
+                  for d, (c, acc) in enumerate(zip(COMPUTE, vit), 1) for s in (0, 1, 2)),
+                *(({**RESNET, "width": 8 * d, "seed": s}, acc + 0.01 * (s - 1), c)
+                  for d, (c, acc) in enumerate(zip(COMPUTE, resnet), 1) for s in (0, 1, 2)))
+
+
 def start(params, out, *extra, threads=None):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     return subprocess.Popen([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--results", str(out),

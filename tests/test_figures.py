@@ -71,3 +71,15 @@ def test_fig_3_marks_where_the_fitted_laws_cross_and_its_caption_says_so():
     assert f"the ViT's fitted error falls below the ResNet's at {dashed[0]:,.0f} images" in figure.caption
     few_shot = figures.accuracy_vs_train_size_by_model(df.assign(fewshot_10=0.5), "fewshot_10")
     assert "dashed" not in few_shot.caption
+
+
+def test_fig_5_marks_where_the_fitted_compute_laws_cross_and_its_caption_gives_the_flops():
+    from tests.helpers import matched_compute_runs
+
+    figure = figures.error_vs_compute(matched_compute_runs())
+    ax = figure.fig.axes[0]
+    dashed = [line.get_xdata()[0] for line in ax.get_lines()
+              if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]]
+    assert len(dashed) == 1 and 27e9 < dashed[0] < 81e9
+    assert f"the ViT's fitted error falls below the ResNet's at {dashed[0]:.3g} FLOPs" in figure.caption
+    assert "95% interval within the compute run" in figure.caption

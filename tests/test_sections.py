@@ -1,5 +1,5 @@
 """The report's paragraphs say what these runs show, beside what the paper found."""
-from tests.helpers import RESNET, VIT, runs
+from tests.helpers import RESNET, VIT, matched_compute_runs, runs
 from vitlab.report import claims, sections
 
 
@@ -55,3 +55,21 @@ def test_the_crossover_reading_says_where_the_fitted_laws_cross_with_an_interval
     assert line.startswith("- the ViT's error falls below the ResNet's at ") and 500 < where < 2000
     assert "(95% interval " in line and "hybrid" not in text
     assert sections.crossover_reading(df[df["model"] == "vit"], claims.ledger(df)) == ""
+
+
+def test_the_compute_crossover_reading_gives_flops_and_says_when_the_claims_table_decides_the_other_way():
+    """The fitted laws put the ViT below the ResNet at the top of the compute run, while the claims
+    table, averaging over the ViT frontier, contradicts that the ViT beats the ResNet at equal
+    compute: the reading says both, so neither reads as a contradiction of the other."""
+    df = matched_compute_runs()
+    ledger = claims.ledger(df)
+    assert ledger.verdict(ledger[claims.vit_beats_resnet_at_equal_compute]).verdict == claims.CONTRADICTED
+    intro, line = sections.crossover_reading(df, ledger, "train_flops").splitlines()
+    assert "against training compute" in intro
+    where = float(line.split(" at ")[1].split(" FLOPs")[0])
+    assert line.startswith("- the ViT's error falls below the ResNet's at ") and 27e9 < where < 81e9
+    assert line.endswith('finds "At equal training compute ViT beats ResNet" contradicted')
+    # Ahead at every compute: no crossing inside the runs, and nothing to reconcile.
+    ahead = matched_compute_runs(vit=(0.90, 0.91, 0.92, 0.93, 0.94))
+    text = sections.crossover_reading(ahead, claims.ledger(ahead), "train_flops")
+    assert "is below the ResNet's already at 1e+09 FLOPs" in text and "claims table" not in text

@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from vitlab.report import scaling
-from vitlab.report.crossing import crossings
+from vitlab.report.crossing import AXES, compute_ladder, crossings
 from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor_study, scaling_directions,
                                    two_factor_study)
 from vitlab.run.families import label
@@ -93,8 +93,9 @@ def _families(runs: pd.DataFrame) -> str:
 
 def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
     """Test error against training compute for the comparable runs trained from scratch on one
-    dataset and training-set size, each family's Pareto frontier (chosen on validation error), and the
-    saturating power law fitted to the ViT frontier, extrapolated with its band."""
+    dataset and training-set size, each family's Pareto frontier (chosen on validation error), the
+    saturating power law of the ViT's best configuration at each compute, extrapolated with its
+    band, and where the families' laws cross (crossing.crossings)."""
     runs = compute_group(df, sorted(ok_runs(df)["model"].unique()))
     if runs.empty:
         return Missing("No successful runs yet.")
@@ -105,23 +106,27 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
     for model, front in fronts.items():
         ax.plot(front["train_flops"], front["test_error"], color=palette[model], lw=1.2)
     note = ""
-    front = fronts.get("vit", runs.iloc[:0])
-    fit = comparison.scaling_law(front, "train_flops")
+    points = comparison.points
+    # The points crossing.laws fits the ViT's law to, so the law drawn is the one whose crossings are marked.
+    ladder = compute_ladder(points[points["model"] == "vit"])
+    fit = comparison.scaling_law(ladder, "train_flops")
     if fit is not None:
-        x = np.logspace(np.log10(front["train_flops"].min()), np.log10(front["train_flops"].max() * extrapolate), 80)
+        x = np.logspace(np.log10(ladder["train_flops"].min()), np.log10(ladder["train_flops"].max() * extrapolate), 80)
         low, high = fit.band(x)
-        ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="ViT frontier fit")
+        ax.plot(x, fit.predict(x), color="black", lw=1, ls="--", label="ViT law")
         ax.fill_between(x, low, high, color="grey", alpha=0.2, lw=0)
         ax.legend(fontsize=8)
         ratio = fit.backtest.ratio if fit.backtest is not None else 1.0
-        note = (f" Dashed: error = {fit.form} fitted to the ViT frontier (b = {fit.b:.2f}, e_inf = {fit.e_inf:.3f}), "
-                f"extrapolated to {extrapolate:g}x the largest run's compute, with its 95% band (noise: {fit.noise}; "
-                f"both forms of the law; misfit learned from back-tests). Back-test: {fit.backtest_summary()}"
+        note = (f" Dashed black: error = {fit.form} fitted to the ViT's best configuration on validation at each compute "
+                f"run (b = {fit.b:.2f}, e_inf = {fit.e_inf:.3f}), extrapolated to {extrapolate:g}x the largest run's "
+                f"compute, with its 95% band (noise: {fit.noise}; both forms of the law; misfit learned from back-tests). "
+                f"Back-test: {fit.backtest_summary()}"
                 + ("." if extrapolate <= ratio else f"; beyond {ratio:.2g}x the extrapolation is not back-tested, "
                    "so the band there rests on the law's form alone."))
-    elif len(front):
-        note = (f" The ViT frontier has {front['train_flops'].nunique()} distinct compute values; a scaling law needs "
+    elif len(ladder):
+        note = (f" The ViT runs have {ladder['train_flops'].nunique()} distinct compute values; a scaling law needs "
                 f"{scaling.MIN_X}, so none is fitted or extrapolated.")
+    note += _mark_crossings(ax, df, runs["train_flops"], "train_flops")
     _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     dataset, size = runs["dataset"].iloc[0], runs["train_size"].iloc[0]
@@ -181,19 +186,21 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
                  "comparisons' intervals." + marked)
 
 
-def _mark_crossings(ax, df: pd.DataFrame, sizes: pd.Series) -> str:
-    """Where the fitted laws cross inside the sizes run: a dashed line, and its interval shaded
-    (within the sizes run); the caption's words for them."""
+def _mark_crossings(ax, df: pd.DataFrame, values: pd.Series, axis: str = "train_size") -> str:
+    """Where the fitted laws against axis cross inside the values run: a dashed line, and its
+    interval shaded (within the values run); the caption's words for them."""
     words = []
-    for first, second, found in crossings(df):
-        if not sizes.min() < found.x <= sizes.max():
+    for first, second, found in crossings(df, axis):
+        if not values.min() < found.x <= values.max():
             continue
-        low, high = (min(max(v, sizes.min()), sizes.max()) for v in found.interval)
+        low, high = (min(max(v, values.min()), values.max()) for v in found.interval)
         ax.axvspan(low, high, color="grey", alpha=0.12, lw=0)
         ax.axvline(found.x, color="grey", lw=1, ls="--")
-        words.append(f"the {label(first)}'s fitted error falls below the {label(second)}'s at {found.x:,.0f} images")
-    lines = "The dashed line marks" if len(words) == 1 else "The dashed lines mark"
-    return f" {lines} where {' and '.join(words)}; the shading, the 95% interval within the sizes run." if words else ""
+        words.append(f"the {label(first)}'s fitted error falls below the {label(second)}'s at "
+                     f"{AXES[axis].format(found.x)}")
+    lines = "The dashed grey line marks" if len(words) == 1 else "The dashed grey lines mark"
+    within = "sizes" if axis == "train_size" else "compute"
+    return f" {lines} where {' and '.join(words)}; the shading, the 95% interval within the {within} run." if words else ""
 
 
 def scaling_directions_plot(df: pd.DataFrame):

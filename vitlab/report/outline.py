@@ -108,6 +108,7 @@ SECTIONS = (
             ("The paper finds ViT ahead of ResNets at equal pre-training compute (2-4x less compute for the "
              "same accuracy), and hybrids ahead of ViT at small compute, the gap closing for larger models."),
             (_reading(claims.vit_beats_resnet_at_equal_compute, claims.hybrids_help_at_small_compute),
+             lambda r: Markdown(sections.crossover_reading(r.df, r.ledger, "train_flops")),
              lambda r: figures.error_vs_compute(r.df))),
     Section("Scaling laws",
             ("The saturating power law error = a·(x + c)^(−b) + e_inf (Zhai et al. 2021) fitted to study points "

@@ -99,23 +99,34 @@ def claims_reading(ledger: claims.Ledger, *findings) -> str:
                       *(f"- {v.claim}: **{v.verdict}** ({v.evidence.split('; ')[0]})" for v in tested)])
 
 
-def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger) -> str:
-    """Where the fitted laws of test error against training images cross (studies.crossings),
-    each with its interval; a ViT-overtakes-ResNet crossing inside the runs that the claims table
-    contradicts ("ViT gains more") says so."""
+# The claim each crossing bears on: a ViT whose fitted error falls below the other family's inside
+# the values run agrees with the claim supported, and one overtaken there with it contradicted.
+CROSSING_CLAIMS = {("train_size", "resnet"): claims.vit_gains_more_from_data,
+                   ("train_flops", "resnet"): claims.vit_beats_resnet_at_equal_compute,
+                   ("train_flops", "hybrid"): claims.hybrids_help_at_small_compute}
+
+
+def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger, axis: str = "train_size") -> str:
+    """Where the fitted laws of test error against training images or compute cross
+    (crossing.crossings), each with its interval; a crossing inside the runs whose direction the
+    claims table decides the other way says so, so the two are never read as contradicting."""
     lines = []
-    for first, second, found in crossings(df):
-        theirs = "the " + label(second) + "'s"
-        line = f"- the {label(first)}'s error {found.text(' images', theirs)}"
-        gains = ledger.verdict(ledger[claims.vit_gains_more_from_data]).verdict
-        if (first, second) == ("vit", "resnet") and found.lo < found.x <= found.hi / 10 and gains == claims.CONTRADICTED:
-            line += ("; these are fitted means, and the claims table, which tests the runs themselves, "
-                     "contradicts that the ViT gains more")
+    for first, second, found in crossings(df, axis):
+        vit_first, other = first == "vit", second if first == "vit" else first
+        theirs = f"the {label(second)}'s"
+        line = f"- the {label(first)}'s error {found.text(theirs)}"
+        if (claim := CROSSING_CLAIMS.get((axis, other))) and found.inside():
+            verdict = ledger.verdict(ledger[claim])
+            if verdict.verdict == (claims.CONTRADICTED if vit_first else claims.SUPPORTED):
+                line += (f"; these are fitted laws, and the claims table, which tests the runs themselves, finds "
+                         f"\"{verdict.claim}\" {verdict.verdict}")
         lines.append(line)
     if not lines:
         return ""
-    intro = ("Where the fitted laws cross (saturating power laws of test error against training images, as under "
-             "Scaling laws below; the interval counts both fits' noise, form and back-tested misfit):")
+    what = ("training images, as under Scaling laws below" if axis == "train_size" else
+            "training compute, each fitted to its family's frontier as drawn in the figure below")
+    intro = (f"Where the fitted laws cross (saturating power laws of test error against {what}; the interval counts "
+             "both fits' noise, form and back-tested misfit):")
     return "\n".join([intro, *lines])
 
 
