@@ -1,4 +1,4 @@
-"""The `vitlab` command: run, sweep, train, report, results, next, models."""
+"""The `vitlab` command: run, sweep, train, report, results, next, export, models."""
 from __future__ import annotations
 
 import argparse
@@ -195,6 +195,16 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Write a recorded run's weights where timm (or vitlab) loads them, with its card."""
+    from vitlab.study import export
+
+    card = export.export(_results_dir(args), args.run_id, args.out_dir)
+    print(card.read_text())
+    print(f"written: {', '.join(sorted(p.name for p in card.parent.iterdir()))} in {card.parent}", file=sys.stderr)
+    return 0
+
+
 def cmd_next(args) -> int:
     """Write (and print) a params file of what to run next, from the runs in a results directory."""
     out = Path(args.results_dir).resolve()
@@ -291,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, metavar="FLOPS",
                    help="training FLOPs for the recommended shape (default: 10x the star sweep's largest run)")
     p.set_defaults(func=cmd_next)
+
+    p = sub.add_parser("export", help="write a run's weights as model.safetensors with timm's config.json, "
+                                      "a params file that reproduces it and a model card")
+    p.add_argument("run_id", help="a recorded run's id (vitlab results lists them)")
+    p.add_argument("out_dir", help="folder to write into (made if missing)")
+    p.add_argument("--results", help=DIR_HELP)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list the model presets: shape, params, forward GFLOPs per image")
     p.add_argument("--format", choices=("table", "json"), default="table")
