@@ -1,4 +1,4 @@
-"""The `vitlab` command: run, sweep, train, report, results, next, export, models."""
+"""The `vitlab` command: init, run, sweep, train, report, results, next, export, models."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from vitlab import PROJECT_ROOT
 from vitlab.run.config import ConfigError
 from vitlab.study import results
 from vitlab.study.plans import SweepError
@@ -195,13 +196,22 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    """Write a new workbook into a folder and say what to run there."""
+    from vitlab.study import workbook
+
+    written, kept = workbook.init(args.directory)
+    print(f"vitlab init: {Path(args.directory).resolve()}: notebooks/, params/, reports/ ({len(written)} files written"
+          + (f", {len(kept)} already there and kept)" if kept else ")"))
+    print(f"next: cd {args.directory} && vitlab run params/quickstart.yaml")
+    return 0
+
+
 def cmd_export(args) -> int:
-    """Write a recorded run's weights where timm (or vitlab) loads them, with its card."""
+    """Write a recorded run's weights where timm (or vitlab) loads them, and print its card."""
     from vitlab.study import export
 
-    card = export.export(_results_dir(args), args.run_id, args.out_dir)
-    print(card.read_text())
-    print(f"written: {', '.join(sorted(p.name for p in card.parent.iterdir()))} in {card.parent}", file=sys.stderr)
+    print(export.export(_results_dir(args), args.run_id, args.out_dir).read_text())
     return 0
 
 
@@ -249,6 +259,10 @@ def _columns(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformer scaling studies.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="make a new workbook (notebooks/, params/, reports/) in a folder, to run vitlab in")
+    p.add_argument("directory", help="the folder (made if missing; files already there are kept)")
+    p.set_defaults(func=cmd_init)
 
     for name, helptext in (("run", "run a sweep, then render its report (the main job)"),
                            ("sweep", "run each run of a params file through notebooks/train.ipynb")):
@@ -317,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The kernels a sweep or report starts run in the notebooks' folder: they take this workbook.
+    os.environ.setdefault("VITLAB_HOME", str(PROJECT_ROOT))
     with warnings.catch_warnings():
         # A damaged record skipped or set aside: one line, not a warning's source location.
         warnings.showwarning = lambda message, category, *rest, **kw: print(

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from vitlab import PROJECT_ROOT
+from vitlab import NOTEBOOKS
 from vitlab.study import kernels, results
 
-REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
+REPORT_NOTEBOOK = NOTEBOOKS / "report.ipynb"
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"(?:https?:)?//[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
 SECTION = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.DOTALL)
 # Wide tables (every run's fields) scroll inside their own box instead of widening the page.

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from vitlab import PROJECT_ROOT
+from vitlab import NOTEBOOKS, PROJECT_ROOT
 from vitlab.run.checks import did_you_mean
 from vitlab.run.config import ConfigError, RunConfig
 
-TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
+TRAIN_NOTEBOOK = NOTEBOOKS / "train.ipynb"
 BLOCK_KEYS = ("name", "base", "grid", "zip", "runs", "tune")
 TOP_KEYS = ("name", "description", "notebook", "base", "grid", "zip", "runs", "tune", "sweeps")
 # Fields a `tune:` block may move: training hyperparameters the analysis treats as a nuisance,
