@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 
 import pytest
 import yaml
@@ -49,6 +48,7 @@ def test_a_wheel_installed_outside_the_clone_makes_a_workbook_that_sweeps(tmp_pa
 
 
 def test_environment_yml_installs_this_project_with_the_python_pyproject_allows():
+    tomllib = pytest.importorskip("tomllib")  # the standard library's from Python 3.11
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))

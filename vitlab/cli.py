@@ -6,15 +6,16 @@ import json
 import os
 import sys
 import warnings
-from collections import Counter
 from pathlib import Path
 
 from vitlab import PROJECT_ROOT
+from vitlab.run import tracking
 from vitlab.run.config import ConfigError
 from vitlab.study import results
 from vitlab.study.plans import SweepError
 
 DIR_HELP = "results directory (default: reports/results in the project)"
+LOG_HELP = "log each run to tensorboard, wandb, mlflow (comma-separated) or all, into DIR/logs"
 
 
 def _results_dir(args) -> Path:
@@ -30,8 +31,11 @@ def cmd_sweep(args, render_report: bool = False) -> int:
     shard = plans.parse_shard(args.shard) if args.shard else (0, 1)
     if args.workers < 1:
         raise SweepError(f"--workers: {args.workers} must be >= 1")
+    log_with = tracking.parse(args.log_with)  # an unknown or missing tracker, before anything trains
     if args.dry_run:
-        return dry_run(plan, plans.shard(plan.runs, *shard), args.workers, _results_dir(args))
+        from vitlab.study import cost
+
+        return cost.dry_run(plan, plans.shard(plan.runs, *shard), args.workers, _results_dir(args))
     from vitlab.study import sweep
 
     out = _results_dir(args)
@@ -43,85 +47,13 @@ def cmd_sweep(args, render_report: bool = False) -> int:
           file=sys.stderr)
     counts = sweep.run_sweep(plan, out, retry_failed=args.retry_failed, fail_fast=args.fail_fast,
                              shard_spec=shard, workers=args.workers, fresh_kernels=args.fresh_kernels,
-                             checkpoint_every=args.checkpoint_every)
+                             checkpoint_every=args.checkpoint_every, log_with=log_with)
     print(", ".join(f"{n} {k}" for k, n in counts.items() if n), file=sys.stderr)
     if render_report:
         from vitlab.report import render
 
         print(f"report: {render.render(out)}", file=sys.stderr)
     return 1 if counts.get("failed") else 0
-
-
-def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
-    """Print each run still to train with its parameters, size, compute, peak memory and estimated
-    time, and the runs already recorded in results_dir (a rerun skips them); train nothing.
-    Returns 1 where the real sweep would refuse: a dataset missing, a run that cannot fit."""
-    import pandas as pd
-
-    from vitlab.run import cpu, memory
-    from vitlab.study import cost, plans
-
-    recorded = [cfg for cfg in runs if results.read_record(results_dir, cfg.run_id, "ignore")]
-    todo = [cfg for cfg in runs if cfg not in recorded]
-    counts = f"{len(runs)} runs, {len(recorded)} recorded in {results_dir}, {len(todo)} to train"
-    if not todo:
-        print(f"{plan.name}: {counts}: nothing to train")
-        return 0
-    peaks = [memory.estimate(cfg) for cfg in todo]
-    mark = cpu.usage_mark()
-    estimates = cost.estimate(todo)
-    others = cpu.others_busy(mark)
-    configs = [cfg.to_dict() for cfg in todo]
-    usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
-    table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
-                           "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
-                           "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds),
-                           "peak memory": _size(m.peak) + ("" if m.fits() else " (!)")}
-                          for cfg, e, m in zip(todo, estimates, peaks)]).to_string(index=False).splitlines()
-    print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
-    print(table[0] + "  differs from the usual values")
-    for line, values in zip(table[1:], configs):
-        print(line + "  " + (", ".join(f"{k}={v}" for k, v in values.items()
-                                       if json.dumps(v) != usual[k] and v is not None) or "-"))
-    total = cost.STARTUP_S + sum(e.seconds for e in estimates) / workers
-    print(f"{plan.name}: {counts}: {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
-          f"estimated {_duration(total)} on this machine"
-          + (f" with {workers} workers" if workers > 1 else "")
-          + " (training calibrated here)")
-    if others is not None and others >= BUSY_CORES:
-        print(f"note: other processes kept {others:.1f} of {os.cpu_count()} cores busy while calibrating; "
-              "on a quieter machine runs will likely be faster than estimated")
-    device = memory.default_device()
-    top = max(peaks, key=lambda m: m.peak)
-    print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.device_name(device)} "
-          f"(run {top.run_id}: weights, gradients and optimizer state {_size(top.training - top.per_micro_batch)}, "
-          f"activations {_size(top.per_micro_batch)} at {top.micro_batch} images a micro-batch, evaluation "
-          f"{_size(top.evaluation)}, images held {_size(top.data)}, the process {_size(top.base)})")
-    refused = [f"refused: {line}" for line in plans.missing_data(plan, todo)]
-    for cfg in todo:
-        try:
-            memory.check(cfg, device)
-        except ConfigError as e:
-            refused.append(f"refused: {e}")
-    for line in refused:
-        print(line)
-    return 1 if refused else 0
-
-
-# Other processes' use, in cores, above which a dry run says its calibration was on a busy machine.
-BUSY_CORES = 0.5
-
-
-def _size(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _set_values(items: list[str]) -> dict:
@@ -146,7 +78,8 @@ def cmd_train(args) -> int:
     except ConfigError as e:
         raise SweepError(f"--set {e}") from None
     out = _results_dir(args)
-    result, record = runner.run(cfg, out, progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    result, record = runner.run(cfg, out, progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                                log_with=tracking.parse(args.log_with))
     if record is not None:  # process 0's
         if args.json:
             print(json.dumps({"run_id": cfg.run_id, "status": result.status, "val_accuracy": result.val_accuracy,
@@ -281,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set a field on every run, e.g. --set steps=3 (runs that become one run once)")
         p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                        help="checkpoint each run every STEPS steps (default: every 10 minutes); a rerun resumes")
+        p.add_argument("--log-with", metavar="TRACKERS", help=LOG_HELP)
         p.add_argument("--fresh-kernels", action="store_true",
                        help="start a new kernel for every run (default: reuse one, namespace cleared)")
         p.set_defaults(func=lambda a, report=name == "run": cmd_sweep(a, render_report=report))
@@ -291,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help=DIR_HELP)
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="checkpoint every STEPS steps (default: every 10 minutes); a rerun resumes")
+    p.add_argument("--log-with", metavar="TRACKERS", help=LOG_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON object (outcome, accuracies, per-epoch loss) instead of a summary line")

@@ -13,7 +13,7 @@ from accelerate.utils import broadcast, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab.run import cpu, data, datasets, files, memory, seeds
+from vitlab.run import cpu, data, datasets, files, memory, seeds, tracking
 from vitlab.run import evaluate as evaluation
 from vitlab.run.config import RunConfig
 from vitlab.run.families import FAMILIES
@@ -95,21 +95,23 @@ def _agreed(accelerator, flag: bool) -> bool:
 
 def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Accelerator | None = None,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-        checkpoint_minutes: float = CHECKPOINT_MINUTES, log_with: str | None = None,
-        log_dir: str | Path | None = None) -> TrainResult:
+        checkpoint_minutes: float = CHECKPOINT_MINUTES, log_with: str | tuple | None = None,
+        log_dir: str | Path | None = None, project: str | None = None) -> TrainResult:
     """Train model as cfg says, then evaluate it on the dataset's fixed validation and test splits.
 
     With checkpoint_dir, the run's whole state is saved there every checkpoint_every steps
     (else every checkpoint_minutes) and at the end, and a run that finds a checkpoint resumes
-    from it to the same result as an uninterrupted run. log_with names Accelerate trackers
-    (e.g. "tensorboard", written under log_dir). Under `accelerate launch` each process takes
-    its share of every batch.
+    from it to the same result as an uninterrupted run. log_with names trackers (tracking.parse:
+    "tensorboard", "wandb", "mlflow", several, or "all"), each logging this run under project
+    into log_dir (see vitlab.run.tracking). Under `accelerate launch` each process takes its
+    share of every batch.
     """
     started, usage = time.perf_counter(), cpu.usage_mark()
     cpu.configure()  # before this process trains anything (see vitlab.run.cpu)
     set_seed(cfg.seed)
     if accelerator is None:
-        accelerator = Accelerator(log_with=log_with, project_dir=str(log_dir) if log_dir else None)
+        log_with = tracking.trackers(log_with, cfg.run_id, project, log_dir or ".") if log_with else None
+        accelerator = Accelerator(log_with=log_with)
     device, world = accelerator.device, accelerator.num_processes
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size: {cfg.batch_size} does not split over {world} processes x "
@@ -130,19 +132,22 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
     share = cpu.ThreadShare(threads or [(steps, cpu.threads_for_run(usage) if on_cpu else torch.get_num_threads())],
                             adapt=on_cpu)
     if log_with:
-        accelerator.init_trackers(f"vitlab-{cfg.run_id}", config=cfg.to_dict())
+        accelerator.init_trackers(project or tracking.DEFAULT_PROJECT, config=cfg.to_dict())
     resumed_from = steps
     bar = tqdm(total=total_steps, initial=steps, desc=f"{cfg.model} {cfg.run_id}", unit="step",
                disable=not progress or not accelerator.is_local_main_process)
     train_started = time.perf_counter()
-    status, steps = loop.train(steps, history, sums, share, bar, log=bool(log_with))
+    try:
+        status, steps = loop.train(steps, history, sums, share, bar, log=bool(log_with))
+    except BaseException:
+        if log_with:  # an open tracker run would stay active in this process (a sweep's reused kernel)
+            accelerator.end_training()
+        raise
     bar.close()
-    if log_with:
-        accelerator.end_training()
     train_time = time.perf_counter() - train_started
     ok = status == "ok"
     test_correct = evaluation.correct(model, source.held_batches("test"), source) if ok else None
-    return TrainResult(
+    result = TrainResult(
         status=status, val_accuracy=evaluation.accuracy(model, source.held_batches("val"), source) if ok else None,
         test_accuracy=float(test_correct.mean()) if ok else None, test_correct=test_correct,
         train_loss=history[-1]["train_loss"] if history else None,
@@ -156,6 +161,10 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
         transfer=evaluation.transfer_metrics(cfg, accelerator.unwrap_model(model), device) if ok else {},
         resumed_from_step=resumed_from,
         error=None if ok else f"non-finite training loss in epoch {len(history)}")
+    if log_with:
+        accelerator.log(tracking.final_metrics(result), step=steps)
+        accelerator.end_training()
+    return result
 
 
 def _prepare(model: nn.Module, optimizer, cfg: RunConfig, accelerator: Accelerator):

@@ -1,20 +1,25 @@
-"""A sweep's cost before it runs: params, FLOPs and wall time from a short calibration here."""
+"""A sweep's cost before it runs: params, FLOPs and wall time from a short calibration here, and
+the dry run that prints it (`vitlab sweep --dry-run`)."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from vitlab.run import cpu, datasets
-from vitlab.run.config import RunConfig
+from vitlab.run.config import ConfigError, RunConfig
 from vitlab.run.flops import TRAIN_FLOPS_PER_FORWARD, forward_flops, n_params
 from vitlab.run.models import build_model
 from vitlab.run.step import budget, make_optimizer, step
+from vitlab.study import results
 
 # Seconds a sweep spends outside training: once per worker to start a kernel and import
 # torch, timm and vitlab; then per run papermill, the namespace reset, data and the record.
@@ -87,3 +92,75 @@ def _calibrate(cfg: RunConfig, batch_size: int, accelerator: Accelerator) -> tup
 def _sync(accelerator: Accelerator) -> None:
     if accelerator.device.type == "cuda":
         torch.cuda.synchronize(accelerator.device)
+
+
+def dry_run(plan, runs, workers: int, results_dir: Path) -> int:
+    """Print each run still to train with its parameters, size, compute, peak memory and estimated
+    time, and the runs already recorded in results_dir (a rerun skips them); train nothing.
+    Returns 1 where the real sweep would refuse: a dataset missing, a run that cannot fit."""
+    import pandas as pd
+
+    from vitlab.run import memory
+    from vitlab.study import plans
+
+    recorded = [cfg for cfg in runs if results.read_record(results_dir, cfg.run_id, "ignore")]
+    todo = [cfg for cfg in runs if cfg not in recorded]
+    counts = f"{len(runs)} runs, {len(recorded)} recorded in {results_dir}, {len(todo)} to train"
+    if not todo:
+        print(f"{plan.name}: {counts}: nothing to train")
+        return 0
+    peaks = [memory.estimate(cfg) for cfg in todo]
+    mark = cpu.usage_mark()
+    estimates = estimate(todo)
+    others = cpu.others_busy(mark)
+    configs = [cfg.to_dict() for cfg in todo]
+    usual = {k: Counter(json.dumps(c[k]) for c in configs).most_common(1)[0][0] for k in configs[0]}
+    table = pd.DataFrame([{"run_id": cfg.run_id, "params": f"{e.n_params / 1e6:.3g}M",
+                           "GFLOPs/img": f"{e.flops_per_image / 1e9:.3g}", "steps": e.train_steps,
+                           "train PFLOPs": f"{e.train_flops / 1e15:.3g}", "est. time": _duration(e.seconds),
+                           "peak memory": _size(m.peak) + ("" if m.fits() else " (!)")}
+                          for cfg, e, m in zip(todo, estimates, peaks)]).to_string(index=False).splitlines()
+    print("usual values: " + ", ".join(f"{k}={json.loads(v)}" for k, v in usual.items() if v != "null"))
+    print(table[0] + "  differs from the usual values")
+    for line, values in zip(table[1:], configs):
+        print(line + "  " + (", ".join(f"{k}={v}" for k, v in values.items()
+                                       if json.dumps(v) != usual[k] and v is not None) or "-"))
+    total = STARTUP_S + sum(e.seconds for e in estimates) / workers
+    print(f"{plan.name}: {counts}: {sum(e.train_flops for e in estimates) / 1e15:.3g} train PFLOPs, "
+          f"estimated {_duration(total)} on this machine"
+          + (f" with {workers} workers" if workers > 1 else "")
+          + " (training calibrated here)")
+    if others is not None and others >= BUSY_CORES:
+        print(f"note: other processes kept {others:.1f} of {os.cpu_count()} cores busy while calibrating; "
+              "on a quieter machine runs will likely be faster than estimated")
+    device = memory.default_device()
+    top = max(peaks, key=lambda m: m.peak)
+    print(f"peak memory: up to {_size(top.peak)} of the {_size(top.capacity)} of {memory.device_name(device)} "
+          f"(run {top.run_id}: weights, gradients and optimizer state {_size(top.training - top.per_micro_batch)}, "
+          f"activations {_size(top.per_micro_batch)} at {top.micro_batch} images a micro-batch, evaluation "
+          f"{_size(top.evaluation)}, images held {_size(top.data)}, the process {_size(top.base)})")
+    refused = [f"refused: {line}" for line in plans.missing_data(plan, todo)]
+    for cfg in todo:
+        try:
+            memory.check(cfg, device)
+        except ConfigError as e:
+            refused.append(f"refused: {e}")
+    for line in refused:
+        print(line)
+    return 1 if refused else 0
+
+
+# Other processes' use, in cores, above which a dry run says its calibration was on a busy machine.
+BUSY_CORES = 0.5
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -14,8 +14,10 @@ from vitlab.study import results
 
 
 def run(cfg: RunConfig, results_dir: str | Path, progress: bool = True, checkpoint_every: int | None = None,
-        keep_checkpoint: bool = False, log_with: str | None = None) -> tuple[train.TrainResult, dict | None]:
+        keep_checkpoint: bool = False, log_with: str | tuple | None = None,
+        project: str | None = None) -> tuple[train.TrainResult, dict | None]:
     """Train cfg's run and record it in results_dir; a run that finds its checkpoint resumes.
+    log_with's trackers log it under project (a sweep's name) into results_dir/logs.
     Under `accelerate launch` every process trains its share and process 0 records (the others
     return no record)."""
     from accelerate import PartialState
@@ -23,8 +25,7 @@ def run(cfg: RunConfig, results_dir: str | Path, progress: bool = True, checkpoi
     out = Path(results_dir)
     model = start_model(out, cfg)
     result = train.fit(cfg, model, progress=progress, checkpoint_dir=results.checkpoint_dir(out, cfg.run_id),
-                       checkpoint_every=checkpoint_every, log_with=log_with,
-                       log_dir=out / "logs" if log_with else None)
+                       checkpoint_every=checkpoint_every, log_with=log_with, log_dir=out / "logs", project=project)
     record = finish(out, cfg, model, result, keep_checkpoint) if PartialState().is_main_process else None
     return result, record
 

@@ -23,7 +23,8 @@ from vitlab.study.plans import Plan, SweepError, describe, missing_data, shard
 def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool = True,
               retry_failed: bool = False, fail_fast: bool = False,
               shard_spec: tuple[int, int] = (0, 1), workers: int = 1,
-              fresh_kernels: bool = False, checkpoint_every: int | None = None) -> dict[str, int]:
+              fresh_kernels: bool = False, checkpoint_every: int | None = None,
+              log_with: tuple[str, ...] = ()) -> dict[str, int]:
     """Run every planned config (of this shard) not yet recorded; returns counts by outcome.
 
     Runs already recorded in results_dir, by this sweep or any other, are skipped. A run that
@@ -43,7 +44,9 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
     idle = _kernels(plan, workers, fresh_kernels)
     bar = tqdm(total=len(runs), desc=plan.name, unit="run", disable=not progress)
     with Locks(results_dir) as locks, contextlib.ExitStack() as stack:
-        runner = _Runner(plan, results_dir, locks, idle, retry_failed, checkpoint_every)
+        # Each run's trackers log it in the sweep's project (tracking), named by its run id.
+        options = {"checkpoint_every": checkpoint_every, "log_with": ",".join(log_with) or None, "log_project": plan.name}
+        runner = _Runner(plan, results_dir, locks, idle, retry_failed, options)
         # One pool for the whole sweep, as a kernel dies with the thread that started it; the
         # kernels are closed before the pool's threads end.
         pool = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None
@@ -101,9 +104,9 @@ class _Runner:
     in an idle kernel."""
 
     def __init__(self, plan: Plan, results_dir: Path, locks: Locks, idle: queue.Queue, retry_failed: bool,
-                 checkpoint_every: int | None):
+                 options: dict):
         self.plan, self.results_dir, self.locks, self.idle = plan, results_dir, locks, idle
-        self.retry_failed, self.checkpoint_every = retry_failed, checkpoint_every
+        self.retry_failed, self.options = retry_failed, options
         self.planned = {cfg.run_id: cfg for cfg in plan.runs}
         self.started = time.time()
 
@@ -134,7 +137,7 @@ class _Runner:
                                              f"{pre['status']}: {pre.get('error') or 'no weights'}")
                 results.write(self.results_dir, record)
                 return cfg, "ran", record, 0.0
-            record = _train(self.plan, cfg, self.results_dir, kernel, self.checkpoint_every)
+            record = _train(self.plan, cfg, self.results_dir, kernel, self.options)
             return cfg, "ran", record, time.perf_counter() - begun
         finally:
             self.idle.put(kernel)
@@ -189,13 +192,12 @@ def _waiting_line(pending: list[RunConfig], results_dir: Path) -> str:
             f" or waiting for their pre-training run")
 
 
-def _train(plan: Plan, cfg: RunConfig, results_dir: Path, kernel: kernels.Kernel,
-           checkpoint_every: int | None = None) -> dict:
-    """One papermill execution of the plan's notebook; its record, or a failed record on error."""
+def _train(plan: Plan, cfg: RunConfig, results_dir: Path, kernel: kernels.Kernel, options: dict | None = None) -> dict:
+    """One papermill execution of the plan's notebook (options: its other parameters, e.g.
+    checkpoint_every); its record, or a failed record on error."""
     try:
         kernel.execute(plan.notebook, results_dir / "notebooks" / f"{cfg.run_id}.ipynb",
-                       {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False,
-                        "checkpoint_every": checkpoint_every})
+                       {**cfg.to_dict(), "results_dir": str(results_dir), "progress": False, **(options or {})})
         record = results.read_record(results_dir, cfg.run_id)
         if record is None:
             raise RuntimeError("the notebook finished without writing a record")
