@@ -76,6 +76,11 @@ class Cluster:
     def log(self, job: str) -> str:
         return "".join(p.read_text() for p in sorted(self.root.glob(f"job-{job}_*.out")))
 
+    def log_of(self, job: str) -> str:
+        """A job's (not an array's) output, over every start of it."""
+        path = self.root / f"job-{job}.out"
+        return path.read_text() if path.exists() else ""
+
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
@@ -166,3 +171,63 @@ def test_slurm_task_cancelled_mid_run_resumes_when_submitted_again(slurm, tmp_pa
     assert record["train_steps"] == 600 and record["resumed_from_step"] >= cancelled_at
     assert not state.exists() and list(results.runs_dir(out).glob("*.lock")) == []
     print(json.dumps({"cancelled_at": cancelled_at, "resumed_from": record["resumed_from_step"]}), file=sys.stderr)
+
+
+# scripts/slurm_multinode.sh: one run over "machines" (here two tasks on the one node, on the CPU).
+FIELDS = ["dataset=digits", "depth=1", "width=16", "heads=2", "mlp_dim=32", "patch_size=4", "train_size=512",
+          "batch_size=64", "augment=false"]
+
+
+def train_args(steps: int) -> list[str]:
+    return [a for f in FIELDS + [f"steps={steps}"] for a in ("--set", f)]
+
+
+def multinode(slurm, out: Path, steps: int, *sbatch: str, tasks: int = 2) -> str:
+    """The job id of scripts/slurm_multinode.sh with `tasks` machines of one CPU process each."""
+    env = {**slurm.env, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "VITLAB_PORT": str(free_port())}
+    done = subprocess.run(["sbatch", "--parsable", "--nodes=1", f"--ntasks-per-node={tasks}", "--cpus-per-task=1",
+                           f"--output={slurm.root}/job-%j.out", *sbatch,
+                           str(PROJECT_ROOT / "scripts" / "slurm_multinode.sh"), str(out), *train_args(steps)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().split(";")[0]
+
+
+def one_process(out: Path, steps: int) -> dict:
+    done = subprocess.run([sys.executable, "-m", "vitlab.cli", "train", *train_args(steps), "--results", str(out),
+                           "--quiet", "--json"], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_two_task_job_acting_as_two_machines_trains_one_run_as_one_process_does(slurm, tmp_path):
+    alone = one_process(tmp_path / "one", 40)
+    job = multinode(slurm, tmp_path / "two", 40)
+    slurm.wait(job, timeout=300)
+    log = slurm.log_of(job)
+    [record] = recorded(tmp_path / "two").values()  # written once, by process 0 of machine 0
+    assert record["run_id"] == alone["run_id"] and record["status"] == "ok", log
+    assert record["train_steps"] == 40 and record["train_loss"] == pytest.approx(alone["train_loss"], rel=1e-4)
+    assert record["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=0.005)
+
+
+def test_a_job_warned_before_its_time_limit_checkpoints_requeues_and_ends_as_the_uninterrupted_run(slurm, tmp_path):
+    """A one-minute limit with SLURM's warning 50 s before it: the run stops at its next step with
+    its checkpoint saved, the job requeues itself, and the run resumes to the uninterrupted result.
+    SLURM holds a requeued job about two minutes, and a restart under a one-minute limit would be
+    warned again: once requeued, the job is let start now, with room to finish."""
+    steps = 6000  # about 40 s of training here: the warning (10-30 s in) comes mid-run
+    alone = one_process(tmp_path / "whole", steps)
+    job = multinode(slurm, tmp_path / "res", steps, "--time=1", "--signal=B:USR1@50", tasks=1)
+    deadline = time.time() + 180
+    while "requeueing job" not in slurm.log_of(job):
+        assert time.time() < deadline and not recorded(tmp_path / "res"), slurm.log_of(job)
+        time.sleep(1)
+    slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10", "StartTime=now")
+    slurm.wait(job, timeout=300)
+    log = slurm.log_of(job)
+    [record] = recorded(tmp_path / "res").values() or pytest.fail(log)
+    assert f"vitlab train: stopped by SIGTERM at step {record['resumed_from_step']} of {steps}" in log, log
+    assert 0 < record["resumed_from_step"] < steps and record["train_steps"] == steps
+    assert (record["train_loss"], record["test_accuracy"], record["val_accuracy"]) == (
+        alone["train_loss"], alone["test_accuracy"], alone["val_accuracy"])  # bitwise on CPU, one thread

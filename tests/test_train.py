@@ -198,3 +198,36 @@ def test_compiled_run_trains_as_the_eager_one_and_saves_the_same_weights(tiny_cf
     assert compiled.test_accuracy == pytest.approx(eager.test_accuracy, abs=0.02)
     saved = torch.load(tmp_path / "state.pt", weights_only=True)["model"]
     assert saved.keys() == build_model(tiny_cfg).state_dict().keys()  # no torch.compile wrapper in checkpoints
+
+
+@pytest.mark.parametrize("signal_name", ["SIGUSR1", "SIGTERM"])
+def test_a_schedulers_signal_saves_the_checkpoint_stops_and_the_rerun_ends_as_the_uninterrupted_run(
+        tiny_cfg, tmp_path, monkeypatch, signal_name):
+    """SLURM warns with SIGUSR1 (sbatch --signal) and ends with SIGTERM: either stops the run at the
+    next step with its checkpoint saved, and the handlers before it are put back."""
+    import os
+    import signal
+
+    from vitlab.run import signals
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    cfg = RunConfig.from_dict({**tiny_cfg.to_dict(), "steps": 12, "train_size": 128})
+    whole = fit(cfg, build_model(cfg), progress=False)
+    calls, real_step = {"n": 0}, train.step
+
+    def signalled_at_step_7(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "step", signalled_at_step_7)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(signals.Stopped, match=rf"^{signal_name} at step 7 of 12; its checkpoint is saved"):
+        fit(cfg, build_model(cfg), progress=False, checkpoint_dir=tmp_path)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)["steps"] == 7
+    monkeypatch.setattr(train, "step", real_step)
+    resumed = fit(cfg, build_model(cfg), progress=False, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from_step == 7
+    assert (resumed.train_loss, resumed.test_accuracy) == (whole.train_loss, whole.test_accuracy)  # bitwise

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from vitlab import PROJECT_ROOT
-from vitlab.run import tracking
+from vitlab.run import signals, tracking
 from vitlab.run.config import ConfigError
 from vitlab.study import results
 from vitlab.study.plans import SweepError
@@ -282,6 +282,9 @@ def _run(args) -> int:
     except (SweepError, ConfigError, FileNotFoundError) as e:  # one line, no traceback
         print(f"vitlab {args.command}: {e}", file=sys.stderr)
         return 2
+    except signals.Stopped as e:  # a scheduler's signal: the checkpoint is saved, a requeued job resumes
+        print(f"vitlab {args.command}: stopped by {e}", file=sys.stderr)
+        return signals.EXIT_STOPPED
     except BrokenPipeError:  # the reader stopped early (`vitlab results | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

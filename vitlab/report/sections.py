@@ -124,7 +124,7 @@ def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger, axis: str = "trai
     if not lines:
         return ""
     what = ("training images, as under Scaling laws below" if axis == "train_size" else
-            "training compute, each fitted to its family's frontier as drawn in the figure below")
+            "training compute, each fitted to its family's best configuration on validation at each compute run")
     intro = (f"Where the fitted laws cross (saturating power laws of test error against {what}; the interval counts "
              "both fits' noise, form and back-tested misfit):")
     return "\n".join([intro, *lines])

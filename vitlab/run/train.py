@@ -13,7 +13,7 @@ from accelerate.utils import broadcast, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitlab.run import cpu, data, datasets, files, memory, seeds, tracking
+from vitlab.run import cpu, data, datasets, files, memory, seeds, signals, tracking
 from vitlab.run import evaluate as evaluation
 from vitlab.run.config import RunConfig
 from vitlab.run.families import FAMILIES
@@ -138,7 +138,9 @@ def fit(cfg: RunConfig, model: nn.Module, progress: bool = True, accelerator: Ac
                disable=not progress or not accelerator.is_local_main_process)
     train_started = time.perf_counter()
     try:
-        status, steps = loop.train(steps, history, sums, share, bar, log=bool(log_with))
+        # A scheduler's warning stops the run at its next step with its checkpoint saved (signals).
+        with signals.caught(enabled=loop.checkpoint is not None) as loop.stop:
+            status, steps = loop.train(steps, history, sums, share, bar, log=bool(log_with))
     except BaseException:
         if log_with:  # an open tracker run would stay active in this process (a sweep's reused kernel)
             accelerator.end_training()
@@ -197,6 +199,7 @@ class _Loop:
     checkpoint_every: int | None
     checkpoint_minutes: float
     last_save: float = 0.0  # time.perf_counter() of the last checkpoint
+    stop: dict | None = None  # signals.caught's flag: the signal that asks the run to stop, if one came
     crops: torch.Generator | None = None
 
     def resume(self) -> tuple[int, list[dict], tuple | None, list | None]:
@@ -240,6 +243,10 @@ class _Loop:
                 steps += 1
                 bar.update()
                 share.check(steps)
+                if self._stopping(steps, total_steps):
+                    self._save(steps, history, (loss_sum, correct), share.changes)
+                    raise signals.Stopped(f"{self.stop['signal'] or 'a signal to process 0'} at step {steps} of "
+                                          f"{total_steps}; its checkpoint is saved: run it again to resume")
                 if self._due(steps, total_steps):
                     self._save(steps, history, (loss_sum, correct), share.changes)
             loss_sum, correct = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(correct, "sum")
@@ -277,6 +284,15 @@ class _Loop:
             return steps % self.checkpoint_every == 0
         return steps % CLOCK_STEPS == 0 and _agreed(self.accelerator,
                                                     time.perf_counter() - self.last_save > 60 * self.checkpoint_minutes)
+
+    def _stopping(self, steps: int, total_steps: int) -> bool:
+        """Whether a signal asked the run to stop: at once alone; with several processes, process
+        0's flag every CLOCK_STEPS steps, so that all save together."""
+        if self.stop is None or self.checkpoint is None or steps >= total_steps:
+            return False
+        if self.accelerator.num_processes == 1:
+            return self.stop["signal"] is not None
+        return steps % CLOCK_STEPS == 0 and _agreed(self.accelerator, self.stop["signal"] is not None)
 
     def _save(self, steps: int, history: list[dict], sums, threads) -> None:
         _save_checkpoint(self.checkpoint, self.accelerator, self.model, self.optimizer, self.scheduler,
