@@ -186,3 +186,21 @@ sweeps:
 
     table = tables.transfer_table(df).data
     assert table.loc[0, "pre-trained on"] == "mnist5k" and table.loc[0, "fine-tuned on"] == "digits"
+
+
+def test_a_run_a_signal_stopped_in_its_kernel_is_not_recorded_failed(tmp_path):
+    """SLURM's SIGTERM reaches a sweep's kernels too: the run checkpoints and stops (signals.Stopped),
+    and the sweep stops with it, recording nothing, so that the job submitted again resumes it."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from vitlab.run.config import RunConfig
+
+    class StoppedKernel:
+        def execute(self, *args):
+            raise PapermillExecutionError(0, 1, "", "Stopped", "SIGTERM at step 7 of 12", [])
+
+    plan = plans.Plan("p", tmp_path / "p.yaml", tmp_path / "train.ipynb", ())
+    cfg = RunConfig.from_dict({"depth": 1})
+    with pytest.raises(PapermillExecutionError):
+        sweep._train(plan, cfg, tmp_path, StoppedKernel())
+    assert results.read_record(tmp_path, cfg.run_id) is None

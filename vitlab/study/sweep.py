@@ -203,6 +203,8 @@ def _train(plan: Plan, cfg: RunConfig, results_dir: Path, kernel: kernels.Kernel
             raise RuntimeError("the notebook finished without writing a record")
         return record
     except Exception as e:  # a failed run is recorded; the sweep goes on
+        if getattr(e, "ename", None) == "Stopped":  # signals.Stopped in the kernel: checkpointed, not failed
+            raise
         record = results.make_record(cfg, status="failed", error=_one_line(e))
         results.write(results_dir, record)
         return record
