@@ -61,10 +61,10 @@ def export(results_dir: str | Path, run_id: str, out: str | Path) -> Path:
         args = timm_args(cfg, spec.channels, spec.num_classes)
         # The registered ViT's card (ImageNet's input size, normalisation, tag, licence) is not this
         # model's; save_for_hf writes the model's own card, so it is set here whatever timm's version.
-        card = {"input_size": (spec.channels, cfg.input_size, cfg.input_size), "mean": (mean,) * spec.channels,
-                "std": (std,) * spec.channels, "crop_pct": 1.0, "interpolation": "bilinear", "tag": None,
-                "license": None, "num_classes": spec.num_classes}
-        twin = timm.create_model(TIMM_VIT, pretrained=False, pretrained_cfg_overlay=card, **args)
+        pretrained_cfg = {"input_size": (spec.channels, cfg.input_size, cfg.input_size), "mean": (mean,) * spec.channels,
+                          "std": (std,) * spec.channels, "crop_pct": 1.0, "interpolation": "bilinear", "tag": None,
+                          "license": None, "num_classes": spec.num_classes}
+        twin = timm.create_model(TIMM_VIT, pretrained=False, pretrained_cfg_overlay=pretrained_cfg, **args)
         twin.load_state_dict(model.state_dict(), strict=True)  # the same tensors under timm's own names
         save_for_hf(twin, out, model_config={"label_names": list(map(str, range(spec.num_classes))),
                                              "vitlab": cfg.to_dict()}, model_args=args, safe_serialization=True)
