@@ -220,9 +220,12 @@ def test_a_job_warned_before_its_time_limit_checkpoints_requeues_and_ends_as_the
     alone = one_process(tmp_path / "whole", steps)
     job = multinode(slurm, tmp_path / "res", steps, "--time=1", "--signal=B:USR1@50", tasks=1)
     deadline = time.time() + 180
-    while "requeueing job" not in slurm.log_of(job):
-        assert time.time() < deadline and not recorded(tmp_path / "res"), slurm.log_of(job)
-        time.sleep(1)
+    while True:  # requeued: pending again, after one start (the script's message comes just before)
+        shown = slurm.run("scontrol", "show", "job", job, check=False)
+        if "JobState=PENDING" in shown and "Restarts=0" not in shown:
+            break
+        assert time.time() < deadline and not recorded(tmp_path / "res"), slurm.log_of(job) + shown
+        time.sleep(0.5)
     slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10", "StartTime=now")
     slurm.wait(job, timeout=300)
     log = slurm.log_of(job)
