@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers import recorded
+from vitlab import PROJECT_ROOT
 from vitlab.run import tracking, train
 from vitlab.run.config import RunConfig
 from vitlab.run.models import build_model
@@ -133,8 +134,8 @@ def test_a_tracker_unknown_or_not_installed_is_refused_in_one_line_before_anythi
         with pytest.raises(tracking.ConfigError, match=r"wandb is not installed; pip install 'vitlab\[wandb\]'"):
             tracking.parse("wandb")
     assert tracking.parse("all") == tracking.TRACKERS and tracking.parse(None) == ()
-    refused = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", "params/quickstart.yaml", "--dry-run",
-                              "--log-with", "comet"], capture_output=True, text=True)
+    refused = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(PROJECT_ROOT / "params" / "quickstart.yaml"),
+                              "--dry-run", "--log-with", "comet"], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "'comet' is not one of" in refused.stderr
 
 
