@@ -58,7 +58,7 @@ srun_pid=$!
 wait "$srun_pid"; status=$?
 while kill -0 "$srun_pid" 2>/dev/null; do wait "$srun_pid"; status=$?; done
 
-if [ "$warned" = 1 ]; then
+if [ "$warned" = 1 ] && [ "$status" != 0 ]; then  # stopped (75) or killed: not finished
   echo "vitlab: requeueing job $SLURM_JOB_ID to resume from the checkpoint" >&2
   scontrol requeue "$SLURM_JOB_ID"
   exit 0

@@ -231,3 +231,19 @@ def test_a_schedulers_signal_saves_the_checkpoint_stops_and_the_rerun_ends_as_th
     resumed = fit(cfg, build_model(cfg), progress=False, checkpoint_dir=tmp_path)
     assert resumed.resumed_from_step == 7
     assert (resumed.train_loss, resumed.test_accuracy) == (whole.train_loss, whole.test_accuracy)  # bitwise
+
+
+def test_a_signal_before_training_starts_stops_the_run_at_its_first_step_with_a_checkpoint(tiny_cfg, tmp_path):
+    """`vitlab train` catches the signals from its start: SLURM's warning can come while the process
+    still imports, and is then kept for the first step instead of killing it with nothing saved."""
+    import os
+    import signal
+
+    from vitlab.run import signals
+
+    with signals.caught():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with pytest.raises(signals.Stopped, match=r"^SIGUSR1 at step 1 of 4; its checkpoint is saved"):
+            fit(tiny_cfg, build_model(tiny_cfg), progress=False, checkpoint_dir=tmp_path)
+    assert torch.load(tmp_path / train.CHECKPOINT_FILE, weights_only=True)["steps"] == 1
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL

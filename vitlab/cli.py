@@ -70,7 +70,13 @@ def _set_values(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> int:
-    """One run in this process; under `accelerate launch` every process trains its share."""
+    """One run in this process; under `accelerate launch` every process trains its share. A
+    scheduler's warning from the start (while torch imports, say) stops it at its first step."""
+    with signals.caught():
+        return _train(args)
+
+
+def _train(args) -> int:
     from vitlab.run.config import RunConfig
     from vitlab.study import results, runner
     try:
