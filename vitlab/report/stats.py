@@ -147,14 +147,23 @@ def power(cells: list[Cell], test_size: int, alpha: float) -> float:
         return float("nan")
     crit = t_dist(est.df).ppf(1 - alpha / 2)
     shift = abs(est.value) / est.se
-    return float(st.nct.sf(crit, est.df, shift) + st.nct.cdf(-crit, est.df, shift))
+    # The far tail as the sf of the mirrored shift: scipy's nct.cdf(-crit, df, shift) is NaN for
+    # shifts past about 8.7, which read as "no power" where the power is 1.
+    return float(st.nct.sf(crit, est.df, shift) + st.nct.sf(crit, est.df, -shift))
 
 
 def seeds_needed(cells_at, test_size: int, alpha: float) -> int | None:
     """The fewest seeds per configuration (2..MAX_SEEDS) whose test at alpha would decide this
     contrast with POWER; cells_at(n) gives the cells as they would be with n seeds each. None if
-    no such number would."""
-    for n in range(2, MAX_SEEDS + 1):
-        if power(cells_at(n), test_size, alpha) >= POWER:
-            return n
-    return None
+    no such number would. Power only grows with the seeds (the seed terms shrink as 1/n and the
+    degrees of freedom grow), so the fewest is found by bisection: 5 power evaluations, not 19."""
+    def enough(n: int) -> bool:
+        return power(cells_at(n), test_size, alpha) >= POWER
+
+    if not enough(MAX_SEEDS):
+        return None
+    short, enough_at = 1, MAX_SEEDS  # too few at `short` (1 seed has no variance), enough at `enough_at`
+    while enough_at - short > 1:
+        mid = (short + enough_at) // 2
+        short, enough_at = (short, mid) if enough(mid) else (mid, enough_at)
+    return enough_at
