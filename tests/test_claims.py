@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as st
 
 from tests.helpers import HYBRID, RESNET, VIT, runs
-from vitlab.report import claims, figures, studies
+from vitlab.report import claims, figures, points, studies
 from vitlab.report.studies import scaling_directions, two_factor_study
 
 
@@ -194,11 +194,11 @@ def test_frontier_gap_counts_the_shared_resnet_points_once():
     # every point met an independent ResNet frontier. Here all three ViT points sit between the
     # same two ResNet points, so the gap's error is at least the error of their interpolation.
     df = frontier_runs((0.80, 0.81, 0.82), (0.78, 0.83, 0.85), vit_flops=(1.5e11, 2e11, 2.5e11))
-    c, front = studies.frontiers(studies.compute_group(df, ("vit", "resnet")), ("vit", "resnet"))
-    gaps = studies.frontier_gaps(front["vit"], front["resnet"])
+    c, front = points.frontiers(studies.compute_group(df, ("vit", "resnet")), ("vit", "resnet"))
+    gaps = points.frontier_gaps(front["vit"], front["resnet"])
     assert len(gaps) == 3
-    est = c.contrast(studies.mean_weights(gaps))
-    resnet_only = c.contrast({k: w for k, w in studies.mean_weights(gaps).items() if k[0] == "resnet"})
+    est = c.contrast(points.mean_weights(gaps))
+    resnet_only = c.contrast({k: w for k, w in points.mean_weights(gaps).items() if k[0] == "resnet"})
     assert est.se >= resnet_only.se
 
 
@@ -214,7 +214,7 @@ def test_frontier_membership_is_chosen_on_validation():
     # Cause: frontiers were the runs best on the test split.
     df = runs(({**VIT, "depth": 1}, 0.80, 1e11, 0.80), ({**VIT, "depth": 2}, 0.95, 2e11, 0.70),
               ({**VIT, "depth": 4}, 0.85, 4e11, 0.85))
-    front = studies.frontier(studies.compare(df).points)
+    front = points.frontier(points.compare(df).points)
     assert front["depth"].tolist() == [1, 4]
 
 
@@ -223,7 +223,7 @@ def test_a_frontier_point_chosen_for_a_lucky_seed_is_measured_on_its_other_seed(
     # family with more candidates won by picking lucky ones.
     df = runs(({**VIT, "depth": 1, "seed": 0}, 0.99, 1e11, 0.99), ({**VIT, "depth": 1, "seed": 1}, 0.80, 1e11, 0.80),
               ({**VIT, "depth": 2, "seed": 0}, 0.85, 2e11, 0.85), ({**VIT, "depth": 2, "seed": 1}, 0.86, 2e11, 0.86))
-    _, front = studies.frontiers(df, ("vit",))
+    _, front = points.frontiers(df, ("vit",))
     assert front["vit"]["depth"].tolist() == [1] and front["vit"]["test_accuracy"].tolist() == [0.80]
     assert front["vit"]["n"].tolist() == [1] and front["vit"]["var"].iloc[0] == pytest.approx(0.19 ** 2 / 2)
 

@@ -123,14 +123,14 @@ def test_the_compute_crossover_covers_the_truth_when_one_family_has_more_candida
     family with more candidates win by its lucky seeds: its crossing comes too early."""
     from scipy.optimize import brentq
 
-    from vitlab.report import studies
+    from vitlab.report import points
 
     truth = brentq(lambda c: _compute_law(c, *VIT_COMPUTE_LAW) - _compute_law(c, *RESNET_COMPUTE_LAW), 1e9, 81e9)
     df, mean, seed_sd = _matched_compute_study()
     rng = np.random.default_rng(3)
     studied = [_drawn(df, mean, seed_sd, rng) for _ in range(200)]
     coverage, log_error, width = _scored(studied, truth)
-    right = studies.compare
+    right = points.compare
     monkeypatch.setattr(crossing, "compare", lambda runs, split=False: right(runs, split=False))
     _, wrong_log_error, _ = _scored(studied[:100], truth)
     print(f"compute crossover at {truth:.3g}: coverage {coverage:.3f}, median log error {log_error:+.3f}, "

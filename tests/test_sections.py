@@ -1,6 +1,6 @@
 """The report's paragraphs say what these runs show, beside what the paper found."""
 from tests.helpers import RESNET, VIT, matched_compute_runs, runs
-from vitlab.report import claims, sections
+from vitlab.report import claims, crossing, sections
 
 
 def test_the_data_size_section_reads_the_runs_and_where_the_vit_passes_the_resnet():
@@ -48,13 +48,13 @@ def test_the_crossover_reading_says_where_the_fitted_laws_cross_with_an_interval
     vit, resnet = (0.50, 0.70, 0.82, 0.90, 0.93), (0.70, 0.78, 0.83, 0.86, 0.87)
     df = runs(*(({**m, "train_size": n, "seed": s}, acc + 0.01 * (s - 1), 1e11)
                 for m, accs in ((VIT, vit), (RESNET, resnet)) for n, acc in zip(sizes, accs) for s in (0, 1, 2)))
-    text = sections.crossover_reading(df, claims.ledger(df))
+    text = sections.crossover_reading(crossing.crossings(df), claims.ledger(df))
     intro, line = text.splitlines()
     assert intro.startswith("Where the fitted laws cross")
     where = int(line.split(" at ")[1].split(" images")[0].replace(",", ""))
     assert line.startswith("- the ViT's error falls below the ResNet's at ") and 500 < where < 2000
     assert "(95% interval " in line and "hybrid" not in text
-    assert sections.crossover_reading(df[df["model"] == "vit"], claims.ledger(df)) == ""
+    assert sections.crossover_reading(crossing.crossings(df[df["model"] == "vit"]), claims.ledger(df)) == ""
 
 
 def test_the_compute_crossover_reading_gives_flops_and_says_when_the_claims_table_decides_the_other_way():
@@ -64,12 +64,12 @@ def test_the_compute_crossover_reading_gives_flops_and_says_when_the_claims_tabl
     df = matched_compute_runs()
     ledger = claims.ledger(df)
     assert ledger.verdict(ledger[claims.vit_beats_resnet_at_equal_compute]).verdict == claims.CONTRADICTED
-    intro, line = sections.crossover_reading(df, ledger, "train_flops").splitlines()
+    intro, line = sections.crossover_reading(crossing.crossings(df, "train_flops"), ledger, "train_flops").splitlines()
     assert "against training compute" in intro
     where = float(line.split(" at ")[1].split(" FLOPs")[0])
     assert line.startswith("- the ViT's error falls below the ResNet's at ") and 27e9 < where < 81e9
     assert line.endswith('finds "At equal training compute ViT beats ResNet" contradicted')
     # Ahead at every compute: no crossing inside the runs, and nothing to reconcile.
     ahead = matched_compute_runs(vit=(0.90, 0.91, 0.92, 0.93, 0.94))
-    text = sections.crossover_reading(ahead, claims.ledger(ahead), "train_flops")
+    text = sections.crossover_reading(crossing.crossings(ahead, "train_flops"), claims.ledger(ahead), "train_flops")
     assert "is below the ResNet's already at 1e+09 FLOPs" in text and "claims table" not in text

@@ -4,7 +4,7 @@ import pytest
 from scipy import stats as st
 
 from tests.helpers import RESNET, VIT, runs
-from vitlab.report import stats, studies
+from vitlab.report import points, stats, studies
 from vitlab.study.plans import load_plan
 
 
@@ -21,7 +21,7 @@ def test_tuning_keeps_the_configuration_best_on_validation_at_each_point_and_see
     assert (tuned["candidates"] == 2).all() and (tuned["test_accuracy"] == 0.70).all()
     # The kept runs of a point are seeds of one configuration to every study after tuning.
     study = studies.one_factor_study(tuned, "train_size", "vit")
-    assert len(study) == 4 and studies.compare(study).points["var_df"].tolist() == [1, 1]
+    assert len(study) == 4 and points.compare(study).points["var_df"].tolist() == [1, 1]
     assert studies.tuned(df, []) is df
 
 
@@ -37,7 +37,7 @@ def test_params_tune_blocks_run_as_a_grid_and_name_their_axes(tmp_path):
 def test_point_variances_and_contrast_match_the_formula():
     df = runs(*[({**VIT, "train_size": size, "seed": s}, acc, 1e12) for size, accs in ((500, (0.80, 0.82)),
                 (3500, (0.90, 0.93))) for s, acc in enumerate(accs)], ({**VIT, "train_size": 1000}, 0.70, 1e12))
-    c = studies.compare(df)
+    c = points.compare(df)
     assert c.points.set_index("train_size")["var"].round(6).to_dict() == pytest.approx(
         {500: 0.0002, 3500: 0.00045, 1000: np.nan}, nan_ok=True)
     cells = [stats.Cell(1, 0.915, 2, 0.00045, 1), stats.Cell(-1, 0.81, 2, 0.0002, 1)]
@@ -61,6 +61,11 @@ def test_seeds_needed_grows_as_the_difference_shrinks():
     assert stats.seeds_needed(cells(0.001), 1000, 0.05) is None
     # Power at the size found is at least 80%, and one seed fewer would not give it.
     assert stats.power(cells(0.06)(small), 1000, 0.05) >= 0.8 > stats.power(cells(0.06)(small - 1), 1000, 0.05)
+    # The bisection finds what a scan of every seed count from 2 up finds.
+    for d in np.linspace(0.015, 0.2, 12):
+        scan = next((n for n in range(2, stats.MAX_SEEDS + 1) if stats.power(cells(d)(n), 1000, 0.05) >= stats.POWER),
+                    None)
+        assert stats.seeds_needed(cells(d), 1000, 0.05) == scan, d
 
 
 def test_seeds_needed_power_by_simulation():

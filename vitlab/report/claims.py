@@ -19,8 +19,9 @@ from functools import cached_property
 import pandas as pd
 
 from vitlab.report import stats
-from vitlab.report.studies import (Comparison, combine, comparable_groups, compare, compute_group, differs,
-                                   direction_trends, frontier_gaps, frontiers, mean_weights, ok_runs, one_factor_study)
+from vitlab.report.points import (Comparison, combine, compare, direction_trends, frontier_gaps, frontiers,
+                                  mean_weights)
+from vitlab.report.studies import CONFIG_FIELDS, comparable_groups, compute_group, differs, ok_runs, one_factor_study
 from vitlab.run.families import label
 
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_COMPARABLE = "supported", "contradicted", "not enough runs", "not comparable"
@@ -83,11 +84,19 @@ def _scratch(df: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["pretrained"].isna()] if "pretrained" in runs else runs
 
 
+# What the claims read of a record: each row selection copies every column, and a record holds
+# dozens more (history, devices, notes).
+READ = ("run_id", "status", *CONFIG_FIELDS, "val_accuracy", "test_accuracy", "train_flops", "test_correct")
+
+
 class Studies:
     """A results table and the studies several findings share, each built once per report."""
 
     def __init__(self, df: pd.DataFrame):
-        self.df = df
+        df = df[[c for c in READ if c in df]]
+        # Text as Python objects: numpy takes rows of those several times faster than Arrow does
+        # of pandas' default strings, and a report selects rows hundreds of times.
+        self.df = df.astype({c: object for c in df.columns if pd.api.types.is_string_dtype(df[c])})
 
     @cached_property
     def data_size(self) -> tuple[Comparison, list] | tuple[str, str]:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from vitlab.report.scaling import LEVEL, PowerLawFit
-from vitlab.report.studies import compare, compute_group, one_factor_study
+from vitlab.report.points import compare
+from vitlab.report.studies import compute_group, ok_runs, one_factor_study
 
 FAMILIES = ("vit", "resnet", "hybrid")
 # How a value of each axis a crossover is searched along is written.
@@ -108,7 +109,7 @@ def laws(df: pd.DataFrame, axis: str = "train_size") -> dict[str, tuple[PowerLaw
         ladders = {m: compute_ladder(comparison.points[comparison.points["model"] == m]) for m in FAMILIES}
         return {m: (comparison.scaling_law(ladder, axis), ladder) for m, ladder in ladders.items()}
     out = {}
-    for model in FAMILIES:
+    for model in dict.fromkeys([*FAMILIES, *sorted(ok_runs(df)["model"].unique())]):  # a family added later too
         runs = one_factor_study(df, axis, model)
         comparison = compare(runs) if not runs.empty else None
         out[model] = (comparison.scaling_law(comparison.points, axis) if comparison else None,
@@ -118,10 +119,16 @@ def laws(df: pd.DataFrame, axis: str = "train_size") -> dict[str, tuple[PowerLaw
 
 def crossings(df: pd.DataFrame, axis: str = "train_size") -> list[tuple[str, str, Crossover]]:
     """Where the ViT's fitted law of test error against axis (training images or training
-    compute, see laws) crosses the ResNet's and the hybrid's, searched from the smallest value run
-    to 10x the largest, on one dataset only: (first, second, where first's error falls below
-    second's), each way round that crosses, or the ViT's way when neither does."""
-    fitted = laws(df, axis)
+    compute, see laws) crosses the ResNet's and the hybrid's (between)."""
+    return between(laws(df, axis), axis)
+
+
+def between(fitted: dict[str, tuple[PowerLawFit | None, pd.DataFrame]], axis: str = "train_size"
+            ) -> list[tuple[str, str, Crossover]]:
+    """Where the ViT's law among fitted (laws' answer) crosses the ResNet's and the hybrid's,
+    searched from the smallest value run to 10x the largest, on one dataset only: (first, second,
+    where first's error falls below second's), each way round that crosses, or the ViT's way when
+    neither does."""
     (vit, vit_points), out = fitted["vit"], []
     for other in ("resnet", "hybrid"):
         law, points = fitted[other]

@@ -15,9 +15,10 @@ import pandas as pd
 import seaborn as sns
 
 from vitlab.report import scaling
-from vitlab.report.crossing import AXES, compute_ladder, crossings
-from vitlab.report.studies import (compute_group, frontiers, ok_runs, one_factor_study, scaling_directions,
-                                   two_factor_study)
+from vitlab.report import crossing
+from vitlab.report.crossing import AXES, Crossover
+from vitlab.report.points import frontiers
+from vitlab.report.studies import compute_group, ok_runs, one_factor_study, scaling_directions, two_factor_study
 from vitlab.run.families import label
 
 LABELS = {"depth": "depth (Transformer blocks)", "width": "width (hidden size D)",
@@ -91,25 +92,28 @@ def _families(runs: pd.DataFrame) -> str:
     return ", ".join(sorted(runs["model"].unique()))
 
 
-def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
+def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0, laws: dict | None = None,
+                     crossed: list[tuple[str, str, Crossover]] | None = None):
     """Test error against training compute for the comparable runs trained from scratch on one
     dataset and training-set size, each family's Pareto frontier (chosen on validation error), the
     saturating power law of the ViT's best configuration at each compute, extrapolated with its
-    band, and where the families' laws cross (crossing.crossings)."""
+    band, and where the families' laws cross. laws (crossing.laws(df, "train_flops")) and crossed
+    (crossing.between of them): where the caller has them, as the report does for this figure
+    and its reading."""
     runs = compute_group(df, sorted(ok_runs(df)["model"].unique()))
     if runs.empty:
         return Missing("No successful runs yet.")
     fig, ax = _figure("Test error vs training compute")
     sns.scatterplot(data=runs, x="train_flops", y="test_error", hue="model", style="model", s=60, ax=ax, alpha=0.7)
     palette = dict(zip(sorted(runs["model"].unique()), sns.color_palette()))
-    comparison, fronts = frontiers(runs, palette)
+    _, fronts = frontiers(runs, palette)
     for model, front in fronts.items():
         ax.plot(front["train_flops"], front["test_error"], color=palette[model], lw=1.2)
     note = ""
-    points = comparison.points
-    # The points crossing.laws fits the ViT's law to, so the law drawn is the one whose crossings are marked.
-    ladder = compute_ladder(points[points["model"] == "vit"])
-    fit = comparison.scaling_law(ladder, "train_flops")
+    # The law crossing.laws fits to the ViT's best configuration at each compute (the same runs and
+    # split as the frontiers'), so the law drawn is the one whose crossings are marked.
+    laws = crossing.laws(df, "train_flops") if laws is None else laws
+    fit, ladder = laws["vit"]
     if fit is not None:
         x = np.logspace(np.log10(ladder["train_flops"].min()), np.log10(ladder["train_flops"].max() * extrapolate), 80)
         low, high = fit.band(x)
@@ -126,7 +130,8 @@ def error_vs_compute(df: pd.DataFrame, extrapolate: float = 10.0):
     elif len(ladder):
         note = (f" The ViT runs have {ladder['train_flops'].nunique()} distinct compute values; a scaling law needs "
                 f"{scaling.MIN_X}, so none is fitted or extrapolated.")
-    note += _mark_crossings(ax, df, runs["train_flops"], "train_flops")
+    crossed = crossing.between(laws, "train_flops") if crossed is None else crossed
+    note += _mark_crossings(ax, crossed, runs["train_flops"], "train_flops")
     _log_compute_axis(ax)
     ax.set(xlabel="training compute (FLOPs)", ylabel="test error")
     dataset, size = runs["dataset"].iloc[0], runs["train_size"].iloc[0]
@@ -161,7 +166,11 @@ def accuracy_vs(df: pd.DataFrame, axis: str, model: str = "vit"):
                     else ", one seed each."))
 
 
-def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accuracy"):
+def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accuracy",
+                                    crossed: list[tuple[str, str, Crossover]] | None = None):
+    """The paper's Fig. 3 (test accuracy) or Fig. 4 (few-shot) by family against training images;
+    for test accuracy, where the families' laws cross: crossed is crossing.crossings(df) where
+    the caller has it."""
     studies = [one_factor_study(df, "train_size", m) for m in sorted(ok_runs(df)["model"].unique())]
     studies = [s for s in studies if not s.empty]
     if not studies:
@@ -176,7 +185,9 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
     fig, ax = _figure(f"{label[0].upper() + label[1:]} vs training set size, by model family")
     sns.lineplot(data=data, x="train_size", y=metric, hue="model", style="model", errorbar=None, ax=ax)
     sns.scatterplot(data=data, x="train_size", y=metric, hue="model", style="model", ax=ax, s=40, legend=False)
-    marked = _mark_crossings(ax, df, data["train_size"]) if metric == "test_accuracy" else ""
+    marked = ""
+    if metric == "test_accuracy":
+        marked = _mark_crossings(ax, crossing.crossings(df) if crossed is None else crossed, data["train_size"])
     _log2_axis_at(ax, data["train_size"])
     ax.set(xlabel=LABELS["train_size"], ylabel=label)
     return _done(fig, f"Line plot of {label} against training set size on a log axis for {_families(data)}.",
@@ -186,11 +197,11 @@ def accuracy_vs_train_size_by_model(df: pd.DataFrame, metric: str = "test_accura
                  "comparisons' intervals." + marked)
 
 
-def _mark_crossings(ax, df: pd.DataFrame, values: pd.Series, axis: str = "train_size") -> str:
-    """Where the fitted laws against axis cross inside the values run: a dashed line, and its
-    interval shaded (within the values run); the caption's words for them."""
+def _mark_crossings(ax, crossed: list[tuple[str, str, Crossover]], values: pd.Series, axis: str = "train_size") -> str:
+    """Where the fitted laws against axis cross (crossed) inside the values run: a dashed line,
+    and its interval shaded (within the values run); the caption's words for them."""
     words = []
-    for first, second, found in crossings(df, axis):
+    for first, second, found in crossed:
         if not values.min() < found.x <= values.max():
             continue
         low, high = (min(max(v, values.min()), values.max()) for v in found.interval)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from vitlab.report import advice, claims, figures, sections, shape, studies, tables
+from vitlab.report import advice, claims, crossing, figures, sections, shape, studies, tables
 from vitlab.study import results
 
 
@@ -33,6 +33,17 @@ class Runs:
     def ledger(self) -> claims.Ledger:
         """Every claim's tests, decided together once for the whole report."""
         return claims.ledger(self.df)
+
+    @cached_property
+    def laws(self) -> dict[str, dict]:
+        """Each family's law of test error against training images and against training compute
+        (crossing.laws), fitted once for the figures, tables and readings that show them."""
+        return {axis: crossing.laws(self.df, axis) for axis in crossing.AXES}
+
+    @cached_property
+    def crossings(self) -> dict[str, list]:
+        """Where those laws cross, per axis (crossing.between), found once."""
+        return {axis: crossing.between(fitted, axis) for axis, fitted in self.laws.items()}
 
     @cached_property
     def star(self) -> shape.Star | None:
@@ -101,15 +112,15 @@ SECTIONS = (
     Section("Training set size: ViT vs ResNet vs hybrid (cf. Fig. 3 and 4)",
             "The paper finds ResNets ahead on small data and ViT overtaking as data grows.",
             (lambda r: Markdown(sections.data_size_reading(r.df)),
-             lambda r: Markdown(sections.crossover_reading(r.df, r.ledger)),
-             lambda r: figures.accuracy_vs_train_size_by_model(r.df),
+             lambda r: Markdown(sections.crossover_reading(r.crossings["train_size"], r.ledger)),
+             lambda r: figures.accuracy_vs_train_size_by_model(r.df, crossed=r.crossings["train_size"]),
              lambda r: figures.accuracy_vs_train_size_by_model(r.df, "fewshot_10"))),
     Section("Accuracy vs compute (cf. Fig. 5)",
             ("The paper finds ViT ahead of ResNets at equal pre-training compute (2-4x less compute for the "
              "same accuracy), and hybrids ahead of ViT at small compute, the gap closing for larger models."),
             (_reading(claims.vit_beats_resnet_at_equal_compute, claims.hybrids_help_at_small_compute),
-             lambda r: Markdown(sections.crossover_reading(r.df, r.ledger, "train_flops")),
-             lambda r: figures.error_vs_compute(r.df))),
+             lambda r: Markdown(sections.crossover_reading(r.crossings["train_flops"], r.ledger, "train_flops")),
+             lambda r: figures.error_vs_compute(r.df, laws=r.laws["train_flops"], crossed=r.crossings["train_flops"]))),
     Section("Scaling laws",
             ("The saturating power law error = a·(x + c)^(−b) + e_inf (Zhai et al. 2021) fitted to study points "
              "(seed means of test error) against training compute, parameters and training images, with 95% "
@@ -118,8 +129,8 @@ SECTIONS = (
              "back-tests found: each fit is refitted without its largest values and scored on them (log-RMSE, and "
              "how far those refits extrapolated). A prediction further out than the back-tests reached is marked. "
              "With fewer than four distinct values no law is fitted."),
-            (lambda r: tables.fits_table(r.df),
-             lambda r: Markdown(sections.recommendation(r.df)))),
+            (lambda r: tables.fits_table(r.df, r.laws["train_size"]),
+             lambda r: Markdown(sections.recommendation(r.ledger)))),
     Section("Scaling depth, width, MLP size and patch size (cf. Appendix D.2, Fig. 8)",
             ("The paper finds depth the most effective direction to scale and width the least, with smaller "
              "patches (a longer sequence at no extra parameters) a robust gain."),
@@ -145,7 +156,7 @@ SECTIONS = (
             ("The paper finds any position embedding far better than none, and the 1-D, 2-D and relative variants "
              "close to each other. Each variant is tested against none, as one of the report's tests under its "
              "correction."),
-            (lambda r: sections.position_embedding_variants(r.out, r.df),)),
+            (lambda r: sections.position_embedding_variants(r.out, r.df, r.ledger),)),
     Section("Inside the best ViT on validation (cf. Section 4.5, Fig. 6 and 7)",
             ("Patch-embedding filters, position-embedding similarity, mean attention distance per head, and "
              "attention rollout on test images."),

@@ -15,7 +15,7 @@ from vitlab import __version__
 from vitlab.report import claims, inside, shape
 from vitlab.report.figures import (Missing, attention_distance_by_depth, attention_rollout_overlay, embedding_filters,
                                    position_similarity_grid)
-from vitlab.report.crossing import crossings
+from vitlab.report.crossing import Crossover
 from vitlab.report.studies import ok_runs, one_factor_study, two_factor_study
 from vitlab.run.families import label
 from vitlab.study import results
@@ -106,12 +106,14 @@ CROSSING_CLAIMS = {("train_size", "resnet"): claims.vit_gains_more_from_data,
                    ("train_flops", "hybrid"): claims.hybrids_help_at_small_compute}
 
 
-def crossover_reading(df: pd.DataFrame, ledger: claims.Ledger, axis: str = "train_size") -> str:
-    """Where the fitted laws of test error against training images or compute cross
-    (crossing.crossings), each with its interval; a crossing inside the runs whose direction the
-    claims table decides the other way says so, so the two are never read as contradicting."""
+def crossover_reading(crossed: list[tuple[str, str, Crossover]], ledger: claims.Ledger,
+                      axis: str = "train_size") -> str:
+    """Where the fitted laws of test error against training images or compute cross (crossed:
+    crossing.crossings(df, axis)), each with its interval; a crossing inside the runs whose
+    direction the claims table decides the other way says so, so the two are never read as
+    contradicting."""
     lines = []
-    for first, second, found in crossings(df, axis):
+    for first, second, found in crossed:
         vit_first, other = first == "vit", second if first == "vit" else first
         theirs = f"the {label(second)}'s"
         line = f"- the {label(first)}'s error {found.text(theirs)}"
@@ -144,10 +146,9 @@ def pooling_reading(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def recommendation(df: pd.DataFrame) -> str:
+def recommendation(led: claims.Ledger) -> str:
     """Which scaling direction the runs favour per unit of compute, as a markdown paragraph; the
-    decision is one of the report's tests (claims.ledger), under its correction."""
-    led = claims.ledger(df)
+    decision is one of the report's tests (the ledger's), under its correction."""
     finding = led[claims.best_direction]
     if not finding.tests:
         return ("*Not enough runs to compare scaling directions: run params/scaling_all.yaml "
@@ -302,15 +303,14 @@ def inside_best_vit(results_dir, df: pd.DataFrame) -> list:
             inside_attention_distance(model, x), inside_rollout(model, images, x)]
 
 
-def position_embedding_variants(results_dir, df: pd.DataFrame) -> list:
+def position_embedding_variants(results_dir, df: pd.DataFrame, led: claims.Ledger) -> list:
     """Paper Table 8: test accuracy by position-embedding variant (ViT runs equal in all else),
-    each variant minus none with the interval of its decision under the report's correction,
-    and each variant's similarity grid (its run best on validation) with the neighbour-vs-distant
-    figures."""
+    each variant minus none with the interval of its decision under the report's correction
+    (led, the report's ledger over df), and each variant's similarity grid (its run best on
+    validation) with the neighbour-vs-distant figures."""
     runs = one_factor_study(df, "pos_embed", "vit")
     if runs.empty:
         return [Missing("No ViT runs differ only in pos_embed: run params/pos_embed.yaml to fill this section.")]
-    led = claims.ledger(df)
     finding = led[claims.position_embedding_helps]
     against = {t.what.split(" minus ")[0]: t for t in finding.tests}
     rows, items = [], []

@@ -19,7 +19,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from vitlab.report.studies import CONFIG_FIELDS, compare, ok_runs
+from vitlab.report.points import compare
+from vitlab.report.studies import CONFIG_FIELDS, ok_runs
 from vitlab.run import datasets
 
 PARAMS = ("alpha", "a", "beta", "b", "xi", "c", "eps")

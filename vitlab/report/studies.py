@@ -1,17 +1,16 @@
 """Which runs form a study: the runs that differ along one axis, or along the paper's scaling
-directions; per-point tuning; and the comparisons every figure and verdict share (frontiers,
-scaling-direction trends), each chosen on the validation split and measured on the test split."""
+directions; the groups in which families may be compared; per-point tuning. Each choice reads
+only the runs' configurations, and is made once per set of them (vitlab.report.points compares
+the study points it gives)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 
-from vitlab.report import scaling, stats
-from vitlab.run import datasets
 from vitlab.run.config import RunConfig
-from vitlab.study import results
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 # Axes that a sweep moves together with another (heads follow the width), so they do not split
@@ -29,12 +28,54 @@ def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# Which runs form a study reads only the runs' configurations and status, and a report asks for
+# the same study in several sections (claims, figures, tables, laws); a simulation of reports
+# redraws accuracies over one set of runs hundreds of times. So each choice is kept, keyed by
+# those columns and its arguments, and given back as row positions into the caller's own frame,
+# which brings the caller's accuracies.
+_CHOICES: dict = {}
+_MAX_CHOICES = 1024
+
+
+def _by_configuration(choose):
+    """Memoise choose(df, *args) -> row positions (or a list of them) on df's configurations;
+    choose sees df with its index reset, so that its labels are positions."""
+    @functools.wraps(choose)
+    def chosen(df: pd.DataFrame, *args):
+        key = (choose.__name__, tuple(tuple(a) if isinstance(a, list) else a for a in args), _configurations(df))
+        if key not in _CHOICES:
+            if len(_CHOICES) >= _MAX_CHOICES:
+                _CHOICES.clear()
+            _CHOICES[key] = choose(df.reset_index(drop=True), *args)
+        return _CHOICES[key]
+    return chosen
+
+
+def _configurations(df: pd.DataFrame) -> tuple:
+    """df's status and config fields, row by row, as one hashable value, equal exactly when they
+    are (numbers by their bytes, other values themselves, every missing value as None): a third
+    of the time pandas' hash_pandas_object takes over these many small columns."""
+    columns = [c for c in ("status", *CONFIG_FIELDS) if c in df]
+    parts = [tuple(columns)]
+    for column in (df[c] for c in columns):
+        values = column.to_numpy()
+        parts.append(values.tobytes() if values.dtype.kind in "biufcmM" else tuple(_values(column)))
+    return tuple(parts)
+
+
 def point_keys(runs: pd.DataFrame) -> pd.Series:
     """One hashable key per run naming its configuration without the seed: the study point
     whose seeds are repeats of one another."""
-    cols = [f for f in CONFIG_FIELDS if f != "seed"]
-    return pd.Series([tuple(None if pd.isna(v) else v for v in row) for row in runs[cols].itertuples(index=False)],
-                     index=runs.index, dtype=object)
+    return pd.Series(list(zip(*(_values(runs[f]) for f in CONFIG_FIELDS if f != "seed"))), index=runs.index,
+                     dtype=object)
+
+
+def _values(column: pd.Series) -> list:
+    """A column's values as Python objects, every missing value as None (equal to itself, which
+    NaN is not)."""
+    values = column.to_numpy(dtype=object, copy=True)
+    values[pd.isna(values)] = None
+    return values.tolist()
 
 
 def tuned(df: pd.DataFrame, axes) -> pd.DataFrame:
@@ -66,6 +107,11 @@ def one_factor_study(df: pd.DataFrame, axis: str, model: str | None = None) -> p
     Runs are grouped by every other config field; the group that spans the most
     values of `axis` is the study. Seeds stay in, so repeated runs give error bars.
     """
+    return ok_runs(df.iloc[_one_factor(df, axis, model)])
+
+
+@_by_configuration
+def _one_factor(df: pd.DataFrame, axis: str, model: str | None) -> pd.Index:
     runs = ok_runs(df)
     if model is not None:
         runs = runs[runs["model"] == model]
@@ -74,21 +120,26 @@ def one_factor_study(df: pd.DataFrame, axis: str, model: str | None = None) -> p
     score = pd.DataFrame({"values": grouped[axis].transform("nunique"), "runs": grouped[axis].transform("size"),
                           "group": grouped.ngroup()})
     if score.empty or score["values"].max() < 2:
-        return runs.iloc[:0]
+        return runs.index[:0]
     best = score.sort_values(["values", "runs", "group"], ascending=[False, False, True])["group"].iloc[0]
-    return runs[score["group"] == best].sort_values(axis)
+    return runs[score["group"] == best].sort_values(axis).index
 
 
 def two_factor_study(df: pd.DataFrame, a: str, b: str, model: str | None = None) -> pd.DataFrame:
     """The largest set of successful runs that differ only in `a` and `b` (and seed)."""
+    return ok_runs(df.iloc[_two_factor(df, a, b, model)])
+
+
+@_by_configuration
+def _two_factor(df: pd.DataFrame, a: str, b: str, model: str | None) -> pd.Index:
     runs = ok_runs(df)
     if model is not None:
         runs = runs[runs["model"] == model]
     keys = [f for f in CONFIG_FIELDS if f not in (a, b, "seed", *COUPLED.get(a, ()), *COUPLED.get(b, ()))]
     groups = [g for _, g in runs.groupby(keys, dropna=False, sort=False)]
     if not groups:
-        return runs.iloc[:0]
-    return max(groups, key=lambda g: (g[a].nunique() * g[b].nunique(), len(g)))
+        return runs.index[:0]
+    return max(groups, key=lambda g: (g[a].nunique() * g[b].nunique(), len(g))).index
 
 
 def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
@@ -101,26 +152,37 @@ def scaling_directions(df: pd.DataFrame, model: str = "vit") -> pd.DataFrame:
     size, patch size and seed; the base is the most common depth, width, MLP size and patch size
     in it. The base run belongs to every direction, so each direction's curve starts from it.
     """
+    rows, directions = _directions(df, model)
+    return ok_runs(df.iloc[rows]).assign(direction=directions).reset_index(drop=True)
+
+
+@_by_configuration
+def _directions(df: pd.DataFrame, model: str) -> tuple[list, list[str]]:
+    """scaling_directions' rows (positions, a run once per direction it belongs to) and their
+    directions."""
     runs = ok_runs(df)
     runs = runs[runs["model"] == model]
     moving = [f for fields_ in DIRECTIONS.values() for f in fields_]
     keys = [f for f in CONFIG_FIELDS if f not in (*moving, "seed")]
     groups = [g for _, g in runs.groupby(keys, dropna=False, sort=False)]
     if not groups:
-        return runs.assign(direction=pd.Series(dtype=str))
+        return [], []
     group = max(groups, key=len)
-    base = {fields_[0]: group[fields_[0]].mode().iloc[0] for fields_ in DIRECTIONS.values()}
+    firsts = [fields_[0] for fields_ in DIRECTIONS.values()]
+    base = {field: group[field].mode().iloc[0] for field in firsts}
     labels = []
-    for _, run in group.iterrows():
-        moved = [name for name, fields_ in DIRECTIONS.items() if run[fields_[0]] != base[fields_[0]]]
+    for values in group[firsts].itertuples(index=False):
+        moved = [name for name, field, value in zip(DIRECTIONS, firsts, values) if value != base[field]]
         labels.append(" + ".join(moved) if 0 < len(moved) < 3 else "all" if moved else None)
     every = [*DIRECTIONS, *sorted({label for label in labels if label and label not in DIRECTIONS})]
-    rows = [run.to_dict() | {"direction": name}
-            for (_, run), label in zip(group.iterrows(), labels) for name in ([label] if label else every)]
-    out = pd.DataFrame(rows)
+    rows = [(index, name, point) for index, point, label in zip(group.index, point_keys(group), labels)
+            for name in ([label] if label else every)]
     # A direction holding only the base point (however many seeds) says nothing.
-    counts = out.assign(point=point_keys(out)).groupby("direction")["point"].nunique()
-    return out[out["direction"].map(counts) > 1].reset_index(drop=True)
+    points: dict[str, set] = {}
+    for _, name, point in rows:
+        points.setdefault(name, set()).add(point)
+    kept = [(index, name) for index, name, _ in rows if len(points[name]) > 1]
+    return [index for index, _ in kept], [name for _, name in kept]
 
 
 # Two families are compared only on runs equal in these (and in the step or epoch budget).
@@ -136,10 +198,15 @@ def budget(runs: pd.DataFrame) -> pd.Series:
 def comparable_groups(runs: pd.DataFrame) -> list[pd.DataFrame]:
     """Runs split into groups within which families may be compared (same dataset, image size,
     augmentation and budget), largest first."""
+    return [runs.iloc[rows] for rows in _comparable(runs)]
+
+
+@_by_configuration
+def _comparable(runs: pd.DataFrame) -> list[pd.Index]:
     if runs.empty:
         return []
     keyed = runs.assign(_budget=budget(runs))
-    groups = [g.drop(columns="_budget") for _, g in keyed.groupby([*COMPARABLE, "_budget"], dropna=False, sort=False)]
+    groups = [g.index for _, g in keyed.groupby([*COMPARABLE, "_budget"], dropna=False, sort=False)]
     return sorted(groups, key=len, reverse=True)
 
 
@@ -153,120 +220,15 @@ def differs(a: pd.DataFrame, b: pd.DataFrame, names=("ViT", "ResNet")) -> str:
     return "; ".join(out) or "no common study"
 
 
-@dataclass
-class Comparison:
-    """Study points (seed means) of the runs a comparison draws on. Each point carries its own
-    seed-to-seed variance of test accuracy (`var`, `var_df` = seeds - 1; NaN with one seed).
-    When `split`, a point's validation accuracy (what chooses it) is the mean of its first half
-    of seeds and its test accuracy (what estimates it) the mean of the rest, so that a point
-    chosen for a lucky seed is not also measured on that seed; `n` is the seeds estimating, and
-    the variance comes from all its seeds (the choosing seed's luck can only widen it)."""
-    points: pd.DataFrame  # one row per point: its fields, val/test accuracy and error, n, var, var_df
-    test_size: int
-    split: bool = False
-
-    def _rows(self) -> dict:
-        return {k: (float(a), int(n), float(v), int(d), answers) for k, a, n, v, d, answers in
-                self.points[["key", "test_accuracy", "n", "var", "var_df", "answers"]].itertuples(index=False)}
-
-    def cells(self, weights: dict, seeds: int | None = None) -> list[stats.Cell]:
-        """Contrast cells from {point key: weight} (weights on accuracy); with `seeds`, as the
-        cells would be with that many seeds per point, at the variance seen (for planning)."""
-        rows = self._rows()
-        if seeds is None:
-            return [stats.Cell(w, *rows[k]) for k, w in weights.items() if w]
-        n = seeds - seeds // 2 if self.split else seeds
-        return [stats.Cell(w, rows[k][0], n, rows[k][2], seeds - 1, rows[k][4]) for k, w in weights.items() if w]
-
-    def contrast(self, weights: dict) -> stats.Estimate | None:
-        return stats.contrast(self.cells(weights), self.test_size)
-
-    def unrepeated(self, weights: dict) -> list:
-        """The points of a contrast that were run with one seed (no variance of their own)."""
-        rows = self._rows()
-        return [k for k, w in weights.items() if w and rows[k][3] < 1]
-
-    def seeds_needed(self, weights: dict, alpha: float) -> tuple[int | None, int | None]:
-        """Seeds per configuration giving stats.POWER to decide this contrast at alpha, as the
-        fewest and most: equal where every point has its own seed variance; else a range over
-        the seed sd stats.ASSUMED_SEED_SD assumes (in multiples of the test set's sampling sd)
-        at the points without one. None: no number up to stats.MAX_SEEDS would."""
-        def needed(multiple: float) -> int | None:
-            def cells_at(n):
-                return [c if np.isfinite(c.var) else
-                        stats.Cell(c.weight, c.mean, c.n, multiple ** 2 * c.mean * (1 - c.mean) / self.test_size, c.df,
-                                   c.answers)
-                        for c in self.cells(weights, n)]
-            return stats.seeds_needed(cells_at, self.test_size, alpha)
-        if not self.unrepeated(weights):
-            return (needed(1.0),) * 2
-        low, high = stats.ASSUMED_SEED_SD
-        return needed(low), needed(high)
-
-    def noise_text(self, weights: dict) -> str:
-        cells = [c for c in self.cells(weights) if c.df >= 1]
-        if not cells:
-            return ""
-        low, high = (f"{np.sqrt(f(c.var for c in cells)):.3f}" for f in (min, max))
-        spread = low if low == high else f"{low} to {high}"
-        return (f"seed sd {spread} estimated at each of {len(cells)} points from its own seeds, plus sampling error "
-                f"of {self.test_size:,} test images")
-
-    def scaling_law(self, points: pd.DataFrame, x: str):
-        """The saturating power law of test error against x over some of this comparison's points
-        (e.g. a frontier), each point's noise from its own seed variance and the test set; None
-        when there are too few distinct x values."""
-        if points.empty or points[x].nunique() < scaling.MIN_X:
-            return None
-        sd, df = None, None
-        if (points["var_df"] >= 1).all():
-            p, n = points["test_accuracy"].to_numpy(), points["n"].to_numpy()
-            seed = points["var"].to_numpy() / n
-            sd = np.sqrt(seed + p * (1 - p) / self.test_size)
-            # Welch-Satterthwaite df of the points' mean noise variance.
-            df = seed.sum() ** 2 / (seed ** 2 / points["var_df"].to_numpy()).sum() if seed.sum() > 0 else None
-        return scaling.fit_saturating_power_law(points[x], points["test_error"], noise_sd=sd, noise_df=df)
-
-
-def compare(runs: pd.DataFrame, split: bool = False) -> Comparison:
-    """The study points of successful runs, each with its own seed variance (see Comparison)."""
-    runs = runs if "test_error" in runs else ok_runs(runs)
-    if runs.empty:
-        return Comparison(runs.assign(key=None, n=0, var=np.nan, var_df=0, answers=None), 1, split)
-    runs = runs.assign(key=point_keys(runs)).sort_values("seed", kind="stable")
-    grouped = runs.groupby("key", sort=False)
-    points = grouped.first()
-    rank, seeds = grouped.cumcount(), grouped["seed"].transform("size")
-    if split:  # a single seed both chooses and estimates: its variance is unknown, so nothing is decided on it
-        choose, estimate = (rank < seeds // 2) | (seeds == 1), rank >= seeds // 2
-    else:
-        choose = estimate = pd.Series(True, index=runs.index)
-    points["val_accuracy"] = runs[choose].groupby("key", sort=False)["val_accuracy"].mean()
-    points["test_accuracy"] = runs[estimate].groupby("key", sort=False)["test_accuracy"].mean()
-    points["n"] = estimate.groupby(runs["key"], sort=False).sum()
-    points["train_flops"] = grouped["train_flops"].mean()
-    points["seeds"] = grouped.size()
-    points["var"], points["var_df"] = grouped["test_accuracy"].var(ddof=1), points["seeds"] - 1
-    points["test_error"], points["val_error"] = 1 - points["test_accuracy"], 1 - points["val_accuracy"]
-    test_size = datasets.spec(runs["dataset"].iloc[0]).test_size
-    points["answers"] = [answers.get(k) for k in points.index] if (answers := _answers(runs[estimate], test_size)) \
-        else None
-    return Comparison(points.reset_index(), test_size, split)
-
-
-def _answers(runs: pd.DataFrame, test_size: int) -> dict:
-    """Each point's per-image answers (the share of its runs right on each test image), where
-    every run of the point recorded them."""
-    if "test_correct" not in runs:
-        return {}
-    return {key: np.mean([results.unpack_bits(t, test_size) for t in group["test_correct"]], axis=0)
-            for key, group in runs.groupby("key", sort=False) if group["test_correct"].notna().all()}
-
-
 def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:
     """The runs on which families are compared at equal compute: successful runs trained from
     scratch (not fine-tuned), comparable (one dataset, image size, augmentation and budget kind)
     and of one training-set size: the group holding the most of the given families, then runs."""
+    return ok_runs(df.iloc[_compute_group(df, tuple(families))])
+
+
+@_by_configuration
+def _compute_group(df: pd.DataFrame, families: tuple) -> pd.Index:
     runs = ok_runs(df)
     if "pretrained" in runs:
         runs = runs[runs["pretrained"].isna()]
@@ -277,76 +239,4 @@ def compute_group(df: pd.DataFrame, families=("vit",)) -> pd.DataFrame:
             score = (of["model"].nunique(), len(of))
             if score[1] and (best is None or score > best[0]):
                 best = (score, part)
-    return runs.iloc[:0] if best is None else best[1]
-
-
-def frontier(points: pd.DataFrame) -> pd.DataFrame:
-    """The Pareto frontier of study points in training compute and validation error (chosen
-    on validation, so that its test errors are not picked for luck), sorted by compute."""
-    if points.empty or points["val_error"].isna().all():
-        return points.iloc[:0]
-    points = points[points["val_error"].notna()]
-    return points[scaling.pareto_frontier(points["train_flops"], points["val_error"])].sort_values("train_flops")
-
-
-def frontiers(runs: pd.DataFrame, families) -> tuple[Comparison, dict[str, pd.DataFrame]]:
-    """The study points of runs (one compute_group) and each family's frontier among them,
-    chosen on the first half of each point's seeds and measured on the rest (Comparison), so a
-    family with more candidate points does not win by picking lucky seeds."""
-    c = compare(runs, split=True)
-    return c, {m: frontier(c.points[c.points["model"] == m]) for m in families}
-
-
-def frontier_gaps(better: pd.DataFrame, worse: pd.DataFrame) -> list[dict]:
-    """At each frontier point of `better` inside the compute range of `worse`'s frontier: weights
-    on point accuracies whose sum is better's accuracy minus worse's (log-linear interpolation
-    between worse's neighbouring frontier points). Each item also names the point's compute."""
-    if len(better) < 1 or len(worse) < 2:
-        return []
-    x = np.log10(worse["train_flops"].to_numpy())
-    keys = worse["key"].tolist()
-    out = []
-    for _, point in better.iterrows():
-        at = np.log10(point["train_flops"])
-        if not x[0] <= at <= x[-1]:
-            continue
-        j = min(int(np.searchsorted(x, at, side="right")) - 1, len(x) - 2)
-        lam = (at - x[j]) / (x[j + 1] - x[j]) if x[j + 1] > x[j] else 0.0
-        weights = combine(({point["key"]: 1.0}, 1), ({keys[j]: 1 - lam}, -1), ({keys[j + 1]: lam}, -1))
-        out.append({"train_flops": point["train_flops"], "weights": weights})
-    return out
-
-
-def combine(*parts: tuple[dict, float]) -> dict:
-    """The weights of sum(factor * contrast) over (weights, factor) parts."""
-    out: dict = {}
-    for weights, factor in parts:
-        for k, w in weights.items():
-            out[k] = out.get(k, 0.0) + factor * w
-    return out
-
-
-def mean_weights(items: list[dict]) -> dict:
-    """The weights of the mean of several frontier gaps."""
-    return combine(*((item["weights"], 1 / len(items)) for item in items))
-
-
-def direction_trends(df: pd.DataFrame, model: str = "vit") -> tuple[Comparison, dict[str, dict]]:
-    """Each scaling direction's trend: test error per 10x training compute, the least-squares
-    slope over its study points (seed means) against log10 compute, as weights on point
-    accuracies whose contrast is that slope (so a shared base point's noise is counted once,
-    however many directions hold it)."""
-    runs = scaling_directions(df, model)
-    comparison = compare(runs.drop_duplicates("run_id") if not runs.empty else ok_runs(df).iloc[:0])
-    trends = {}
-    for direction, part in (runs.groupby("direction") if not runs.empty else []):
-        if direction not in DIRECTIONS:  # several at once: no one direction's trend
-            continue
-        points = comparison.points[comparison.points["key"].isin(set(point_keys(part)))]
-        u = np.log10(points["train_flops"].to_numpy())
-        if len(np.unique(u)) < 2:
-            continue
-        c = (u - u.mean()) / ((u - u.mean()) ** 2).sum()
-        # Weights on accuracy whose contrast is the slope of error (= -slope of accuracy).
-        trends[direction] = {"weights": dict(zip(points["key"], -c)), "points": len(points)}
-    return comparison, trends
+    return runs.index[:0] if best is None else best[1].index

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vitlab.report import scaling
+from vitlab.report import crossing, scaling
 from vitlab.report.figures import Missing
-from vitlab.report.studies import (CONFIG_FIELDS, compare, ok_runs, one_factor_study, scaling_directions)
+from vitlab.report.points import compare
+from vitlab.report.studies import CONFIG_FIELDS, ok_runs, one_factor_study, scaling_directions
 from vitlab.study import results
 
 AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
@@ -47,25 +48,28 @@ def _readable(table: pd.DataFrame, formats: dict[str, str]):
     return table.rename(columns=renames).style.format(formats, na_rep="–").hide(axis="index")
 
 
-def fits_table(df: pd.DataFrame):
+def fits_table(df: pd.DataFrame, size_laws: dict | None = None):
     """Saturating power laws of test error against training images (each family's data-size
     study) and against compute and parameters (each ViT scaling direction), fitted to study
     points (seed means), with 95% intervals, the prediction at 10x with its band, and each fit's
-    back-test (refitted without its largest x, scored on them in log units)."""
-    sets = [(f"{model}: training set size", one_factor_study(df, "train_size", model), "train_size")
-            for model in sorted(ok_runs(df)["model"].unique())]
+    back-test (refitted without its largest x, scored on them in log units). size_laws: the
+    data-size laws as crossing.laws(df) fits them, where the caller has them (the report fits
+    them once for this table, Fig. 3 and the crossings)."""
+    size_laws = crossing.laws(df) if size_laws is None else size_laws
+    fitted = [(f"{model}: training set size", *size_laws[model], "train_size")
+              for model in sorted(ok_runs(df)["model"].unique())]
     directions = scaling_directions(df)
     for direction, part in (directions.groupby("direction") if not directions.empty else []):
-        sets += [(f"vit: scaling {direction}", part, "train_flops"), (f"vit: scaling {direction}", part, "n_params")]
+        comparison = compare(part)
+        fitted += [(f"vit: scaling {direction}", comparison.scaling_law(comparison.points, x), comparison.points, x)
+                   for x in ("train_flops", "n_params")]
     rows = []
-    for study, runs, x in sets:
-        comparison = compare(runs)
-        fit = comparison.scaling_law(comparison.points, x)
+    for study, fit, points, x in fitted:
         if fit is None:
             continue
-        top = comparison.points[x].max() * 10
+        top = points[x].max() * 10
         low, high = fit.band([top])
-        rows.append({"study": study, "x": AXIS_NAMES[x], "points": len(comparison.points), "runs": len(runs),
+        rows.append({"study": study, "x": AXIS_NAMES[x], "points": len(points), "runs": int(points["seeds"].sum()),
                      "law": fit.form, "b": _interval(fit.b, fit.intervals["b"]),
                      "e_inf": _interval(fit.e_inf, fit.intervals["e_inf"]),
                      "a": f"{fit.a:.3g}", "c": f"{fit.c:.3g}",

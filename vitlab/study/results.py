@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import warnings
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,8 +83,12 @@ def pack_bits(bits) -> str | None:
     return None if bits is None else base64.b64encode(np.packbits(np.asarray(bits, dtype=bool))).decode()
 
 
-def unpack_bits(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=n).astype(bool)
+def unpack_bits(text: str | Iterable[str], n: int) -> np.ndarray:
+    """pack_bits' n booleans; of several texts, one row each, decoded at once."""
+    if isinstance(text, str):
+        return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=n).astype(bool)
+    return np.stack([np.unpackbits(np.frombuffer(base64.b64decode(t), dtype=np.uint8), count=n) for t in text]
+                    ).astype(bool)
 
 
 def write(results_dir: str | Path, record: dict) -> Path:
