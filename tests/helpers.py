@@ -1,14 +1,19 @@
 """Helpers the tests share: records built for a case, a sweep started as a user starts one, its
-outcome read back, a free port. Test modules import from here, never from each other."""
+outcome read back, a free port, simulations run on both cores and stopped once their answer is
+clear. Test modules import from here, never from each other."""
 import json
+import multiprocessing
 import os
 import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+
+from scipy import stats
 
 from vitlab import PROJECT_ROOT
 from vitlab.report import shape
@@ -128,3 +133,47 @@ def star_runs(noise=0.0, seeds=1, arms=tuple(shape.DIMENSIONS), budgets=(100, 20
                 specs += [({**cfg.to_dict(), "seed": s}, 1 - error * (1 + noise * rng.normal()), flops)
                           for s in range(seeds)]
     return runs(*specs).drop_duplicates("run_id")
+
+
+# Simulations: draws of a world with a known truth, each from its own random stream, so that the
+# answer does not depend on how many workers drew them or in what order.
+WORKERS = min(os.cpu_count() or 1, 2)  # CI has two cores; the simulations are single-threaded
+RISK = 1e-3  # the chance, per early look, that a share clear of its limit is not
+
+
+def simulated(trial: Callable[[np.random.Generator], object], sims: int, seed: int = 0,
+              clear: Callable[[list], bool] | None = None, looks: int = 4) -> list:
+    """trial(rng) for `sims` independent streams of `seed`, shared among forked workers (numpy,
+    scipy and pandas only: a fork keeps the parent's imports). With `clear`, the results are
+    looked at after each of `looks` equal parts and the rest is not drawn once clear(results so
+    far) holds: a sequential Monte-Carlo test, whose early stops each add at most RISK to the
+    chance of a wrong answer (see share_below and share_above)."""
+    streams = np.random.SeedSequence(seed).spawn(sims)
+    global _TRIAL
+    _TRIAL = trial  # a forked worker finds it here: closures do not pickle
+    out: list = []
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        for part in np.array_split(np.arange(sims), looks if clear else 1):
+            out += pool.map(_draw, [streams[i] for i in part])
+            if clear and len(out) < sims and clear(out):
+                break
+    return out
+
+
+_TRIAL: Callable | None = None
+
+
+def _draw(stream: np.random.SeedSequence):
+    return _TRIAL(np.random.default_rng(stream))
+
+
+def share_below(limit: float, hit: Callable = bool) -> Callable[[list], bool]:
+    """Clear once the hits so far (hit(result) of each) are too few for a share at `limit` to give
+    them but with chance RISK: a test that the share is at most `limit` can stop there and pass."""
+    return lambda done: stats.binom.cdf(sum(map(hit, done)), len(done), limit) <= RISK
+
+
+def share_above(limit: float, hit: Callable = bool) -> Callable[[list], bool]:
+    """Clear once the hits so far (hit(result) of each) are too many for a share at `limit` to give
+    them but with chance RISK: a test that the share is at least `limit` can stop there and pass."""
+    return lambda done: stats.binom.sf(sum(map(hit, done)) - 1, len(done), limit) <= RISK
