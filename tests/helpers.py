@@ -143,28 +143,33 @@ RISK = 1e-3  # the chance, per early look, that a share clear of its limit is no
 
 def simulated(trial: Callable[[np.random.Generator], object], sims: int, seed: int = 0,
               clear: Callable[[list], bool] | None = None, looks: int = 4) -> list:
-    """trial(rng) for `sims` independent streams of `seed`, shared among forked workers (numpy,
-    scipy and pandas only: a fork keeps the parent's imports). With `clear`, the results are
-    looked at after each of `looks` equal parts and the rest is not drawn once clear(results so
-    far) holds: a sequential Monte-Carlo test, whose early stops each add at most RISK to the
-    chance of a wrong answer (see share_below and share_above)."""
+    """trial(rng) for `sims` independent streams of `seed`, on both cores (in_parallel). With
+    `clear`, the results are looked at after each of `looks` equal parts and the rest is not
+    drawn once clear(results so far) holds: a sequential Monte-Carlo test, whose early stops
+    each add at most RISK to the chance of a wrong answer (see share_below and share_above)."""
     streams = np.random.SeedSequence(seed).spawn(sims)
-    global _TRIAL
-    _TRIAL = trial  # a forked worker finds it here: closures do not pickle
     out: list = []
-    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
-        for part in np.array_split(np.arange(sims), looks if clear else 1):
-            out += pool.map(_draw, [streams[i] for i in part])
-            if clear and len(out) < sims and clear(out):
-                break
+    for part in np.array_split(np.arange(sims), looks if clear else 1):
+        out += in_parallel(lambda stream: trial(np.random.default_rng(stream)), [streams[i] for i in part])
+        if clear and len(out) < sims and clear(out):
+            break
     return out
 
 
-_TRIAL: Callable | None = None
+def in_parallel(fn: Callable, items) -> list:
+    """[fn(item) for item in items], shared among forked workers: the simulations are
+    single-threaded numpy, scipy and pandas, and a fork keeps the parent's imports."""
+    global _FN
+    _FN = fn  # a forked worker finds it here: closures do not pickle
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        return pool.map(_call, list(items))
 
 
-def _draw(stream: np.random.SeedSequence):
-    return _TRIAL(np.random.default_rng(stream))
+_FN: Callable | None = None
+
+
+def _call(item):
+    return _FN(item)
 
 
 def share_below(limit: float, hit: Callable = bool) -> Callable[[list], bool]:

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tests.helpers import in_parallel, simulated
 from vitlab.report import crossing, scaling
 
 SIZES = np.array([250, 500, 1000, 2000, 3500.0])
@@ -37,17 +38,20 @@ def test_the_crossover_interval_covers_a_known_crossing_and_needs_both_laws_unce
     from scipy.optimize import brentq
 
     truth = brentq(lambda x: _law(x, *VIT_LAW) - _law(x, *RESNET_LAW), 250, 3500)
-    rng = np.random.default_rng(1)
-    hits, wrong, log_errors, widths = 0, 0, [], []
-    for i in range(200):
+
+    def trial(rng):
         vit, resnet = _fitted(VIT_LAW, rng, 5, 0.5), _fitted(RESNET_LAW, rng, 5, 1.5)
-        found = crossing.crossover(vit, resnet, 250, 35000, seed=i)
+        seed = int(rng.integers(2 ** 32))
+        return (crossing.crossover(vit, resnet, 250, 35000, seed=seed),
+                crossing.crossover(vit, _known(resnet), 250, 35000, seed=seed).interval)
+
+    hits, wrong, log_errors, widths = 0, 0, [], []
+    for found, (wrong_low, wrong_high) in simulated(trial, 200, seed=1):
         low, high = found.interval
         hits += low <= truth <= high
         log_errors.append(np.log(found.x / truth))
         widths.append(np.log(high / low) if np.isfinite([low, high]).all() else np.inf)
-        low, high = crossing.crossover(vit, _known(resnet), 250, 35000, seed=i).interval
-        wrong += low <= truth <= high
+        wrong += wrong_low <= truth <= wrong_high
     print(f"crossover at {truth:.0f}: coverage {hits / 200:.3f}, median log error {np.median(log_errors):+.3f}, "
           f"median log width {np.median(widths):.2f}; without the ResNet's uncertainty {wrong / 200:.3f}")
     assert hits / 200 >= 0.85
@@ -104,8 +108,7 @@ def _scored(studied, truth):
     """Coverage of the truth, and each study's log error of the estimate (inf: not the ViT's
     crossing) and log width of its interval (inf: open), over simulated studies."""
     hits, log_errors, widths = 0, [], []
-    for study in studied:
-        first, _, found = crossing.crossings(study, "train_flops")[0]
+    for first, _, found in in_parallel(lambda study: crossing.crossings(study, "train_flops")[0], studied):
         low, high = found.interval
         hits += first == "vit" and low <= truth <= high
         log_errors.append(np.log(found.x / truth) if first == "vit" and np.isfinite(found.x) else np.inf)

@@ -99,22 +99,26 @@ def _refit_interval(centre, low, high):
 def band_coverage(true, x, at: float, noise_sd: float, noise_df: float | None = 10, told: bool = True,
                   sims: int = 200, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
     """How often the band at x = `at` covers a known law, true = (a, b, c, e_inf), when it is
-    fitted to points at x with Gaussian noise of sd noise_sd, over `sims` simulations: a check of
-    a design (how many points, how far to extrapolate) before running it. The fit is told the
-    noise as an estimate with noise_df degrees of freedom (as seeds give it), or with told=False
-    estimates it from the residuals. Returns the share covered and the band's median width."""
-    x = np.asarray(x, dtype=float)
+    fitted to points at x with Gaussian noise of sd noise_sd, over `sims` simulations (band_trial):
+    a check of a design (how many points, how far to extrapolate) before running it. Returns the
+    share covered and the band's median width."""
     rng = np.random.default_rng(seed)
-    truth = _law(np.array([at]), *true)[0]
-    hits, widths = 0, []
-    for i in range(sims):
-        error = _law(x, *true) + rng.normal(0, noise_sd, len(x))
-        sd = noise_sd * np.sqrt(rng.chisquare(noise_df) / noise_df) if noise_df else noise_sd
-        fit = fit_saturating_power_law(x, error, sd if told else None, noise_df if told else None, n_boot, seed=i)
-        low, high = fit.band([at])
-        hits += low[0] <= truth <= high[0]
-        widths.append(high[0] - low[0])
-    return hits / sims, float(np.median(widths))
+    hits, widths = zip(*(band_trial(true, x, at, noise_sd, noise_df, told, n_boot, rng) for _ in range(sims)))
+    return float(np.mean(hits)), float(np.median(widths))
+
+
+def band_trial(true, x, at: float, noise_sd: float, noise_df: float | None, told: bool, n_boot: int,
+               rng: np.random.Generator) -> tuple[bool, float]:
+    """One simulation of band_coverage: whether the band at `at` covers the true law, and its
+    width. The fit is told the noise as an estimate with noise_df degrees of freedom (as seeds
+    give it), or with told=False estimates it from the residuals."""
+    x = np.asarray(x, dtype=float)
+    error = _law(x, *true) + rng.normal(0, noise_sd, len(x))
+    sd = noise_sd * np.sqrt(rng.chisquare(noise_df) / noise_df) if noise_df else noise_sd
+    fit = fit_saturating_power_law(x, error, sd if told else None, noise_df if told else None, n_boot,
+                                   seed=int(rng.integers(2 ** 32)))
+    low, high = fit.band([at])
+    return bool(low[0] <= _law(np.array([at]), *true)[0] <= high[0]), float(high[0] - low[0])
 
 
 def held_out_coverage(fit: PowerLawFit, x, error, window: int = 7) -> tuple[float, float]:
