@@ -52,6 +52,24 @@ def matched_compute_runs(vit=VIT_BY_COMPUTE, resnet=RESNET_BY_COMPUTE) -> pd.Dat
                   for d, (c, acc) in enumerate(zip(COMPUTE, resnet), 1) for s in (0, 1, 2)))
 
 
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """`vitlab ARGS` in this process (where a test checks what a command plans or prints, not the
+    process): its exit status and what it printed. The environment is left as it was (main sets
+    VITLAB_HOME for the kernels it starts)."""
+    from vitlab import cli as command
+
+    before = os.environ.get("VITLAB_HOME")
+    try:
+        code = command.main([str(a) for a in args])
+    finally:
+        if before is None:
+            os.environ.pop("VITLAB_HOME", None)
+        else:
+            os.environ["VITLAB_HOME"] = before
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def start(params, out, *extra, threads=None):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     return subprocess.Popen([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--results", str(out),

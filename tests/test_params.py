@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.helpers import cli
 from vitlab import PROJECT_ROOT
 from vitlab.study.plans import load_plan
 
@@ -31,18 +32,17 @@ def test_shipped_plan_moves_its_axes(path):
     assert STUDIES[path.stem] <= moved
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # about a minute: every shipped shape timed (shapes the files share once)
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_dry_run_prints_the_plan_and_trains_nothing(path, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(path), "--dry-run",
-                           "--results", str(tmp_path / "res")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_dry_run_prints_the_plan_and_trains_nothing(path, tmp_path, capsys):
+    """In this process: the shapes the params files share are timed once (cost.estimate)."""
+    code, out, err = cli(capsys, "sweep", path, "--dry-run", "--results", tmp_path / "res")
+    assert code == 0, err
     plan = load_plan(path)
-    lines = proc.stdout.splitlines()
+    lines = out.splitlines()
     assert all(any(line.startswith(c.run_id) for line in lines) for c in plan.runs)
     total = re.search(rf"^{plan.name}: {len(plan.runs)} runs, 0 recorded in \S+, {len(plan.runs)} to train: "
-                      r"[\d.e+-]+ train PFLOPs, estimated ([\d.]+) (s|min|h)",
-                      proc.stdout, re.M)
+                      r"[\d.e+-]+ train PFLOPs, estimated ([\d.]+) (s|min|h)", out, re.M)
     assert total and float(total[1]) > 0
     assert not (tmp_path / "res").exists()
 
@@ -57,12 +57,11 @@ def test_paper_scale_plans_validate_without_their_data(path):
     assert all(c.input_size == 224 and c.precision == "bf16" for c in plan.runs)
 
 
-def test_a_sweep_without_its_data_fails_in_one_line_before_training(tmp_path, monkeypatch):
+def test_a_sweep_without_its_data_fails_in_one_line_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VITLAB_DATA", str(tmp_path / "empty"))
-    proc = subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(PAPER[0]), "--results", str(tmp_path / "r")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") <= 2, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
+    code, _, err = cli(capsys, "sweep", PAPER[0], "--results", tmp_path / "r")
+    assert code == 2 and err.count("\n") <= 2, err
+    last = err.strip().splitlines()[-1]
     assert "dataset cifar100:" in last and "cifar-100-python not found" in last and "download it" in last
     assert not list((tmp_path / "r").rglob("*.json"))
 
@@ -71,12 +70,7 @@ TINY = ("name: tiny\nbase: {dataset: DATASET, depth: 1, width: 16, heads: 2, mlp
         "train_size: 200, steps: 2}\ngrid: {seed: [0, 1, 2]}\n")
 
 
-def dry_run(params, out, env=None):
-    return subprocess.run([sys.executable, "-m", "vitlab.cli", "sweep", str(params), "--dry-run", "--results", str(out)],
-                          capture_output=True, text=True, env=env, check=False)
-
-
-def test_a_dry_run_counts_recorded_runs_and_estimates_only_the_rest(tmp_path):
+def test_a_dry_run_counts_recorded_runs_and_estimates_only_the_rest(tmp_path, capsys):
     """After a sweep it said "19 runs ... estimated 4.4 h" where a rerun trains nothing."""
     from vitlab.study import results
 
@@ -86,38 +80,40 @@ def test_a_dry_run_counts_recorded_runs_and_estimates_only_the_rest(tmp_path):
     out = tmp_path / "res"
     for cfg in runs[:2]:
         results.write(out, results.make_record(cfg, status="failed", error="x"))
-    proc = dry_run(params, out)
-    assert proc.returncode == 0, proc.stderr
-    assert f"tiny: 3 runs, 2 recorded in {out}, 1 to train: " in proc.stdout
-    assert [c.run_id for c in runs if re.search(rf"^{c.run_id} ", proc.stdout, re.M)] == [runs[2].run_id]
+    code, printed, err = cli(capsys, "sweep", params, "--dry-run", "--results", out)
+    assert code == 0, err
+    assert f"tiny: 3 runs, 2 recorded in {out}, 1 to train: " in printed
+    assert [c.run_id for c in runs if re.search(rf"^{c.run_id} ", printed, re.M)] == [runs[2].run_id]
     results.write(out, results.make_record(runs[2], status="failed", error="x"))
-    proc = dry_run(params, out)
-    assert proc.returncode == 0 and proc.stdout.strip() == f"tiny: 3 runs, 3 recorded in {out}, 0 to train: nothing to train"
+    code, printed, _ = cli(capsys, "sweep", params, "--dry-run", "--results", out)
+    assert code == 0 and printed.strip() == f"tiny: 3 runs, 3 recorded in {out}, 0 to train: nothing to train"
 
 
-def test_a_dry_run_says_the_sweep_would_refuse_a_missing_dataset(tmp_path):
+def test_a_dry_run_says_the_sweep_would_refuse_a_missing_dataset(tmp_path, monkeypatch, capsys):
     """It printed a plan and exited 0; only the real sweep refused."""
     params = tmp_path / "tiny.yaml"
     params.write_text(TINY.replace("DATASET", "cifar10"))
-    proc = dry_run(params, tmp_path / "res", env={**os.environ, "VITLAB_DATA": str(tmp_path / "empty")})
-    assert proc.returncode == 1, proc.stderr
-    refused = [line for line in proc.stdout.splitlines() if line.startswith("refused: ")]
+    monkeypatch.setenv("VITLAB_DATA", str(tmp_path / "empty"))
+    code, printed, err = cli(capsys, "sweep", params, "--dry-run", "--results", tmp_path / "res")
+    assert code == 1, err
+    refused = [line for line in printed.splitlines() if line.startswith("refused: ")]
     assert len(refused) == 1 and "dataset cifar10:" in refused[0] and "not found" in refused[0]
     assert not (tmp_path / "res").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat")
-def test_a_dry_run_on_a_busy_machine_says_so(tmp_path):
+def test_a_dry_run_on_a_busy_machine_says_so(tmp_path, capsys):
     """Its estimates ran erratically beside other work (a width-32 ViT estimated at 17.6 min took
-    326 s); it times the median step and says when others held the cores while it calibrated."""
+    326 s); it times the median step and says when others held the cores while it calibrated.
+    A shape of its own (width 24), so that it is timed here, beside the busy processes."""
     params = tmp_path / "tiny.yaml"
-    params.write_text(TINY.replace("DATASET", "digits"))
+    params.write_text(TINY.replace("DATASET", "digits").replace("width: 16", "width: 24"))
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        proc = dry_run(params, tmp_path / "res")
+        code, printed, err = cli(capsys, "sweep", params, "--dry-run", "--results", tmp_path / "res")
     finally:
         for p in busy:
             p.kill()
             p.wait()
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^note: other processes kept [\d.]+ of \d+ cores busy while calibrating", proc.stdout, re.M)
+    assert code == 0, err
+    assert re.search(r"^note: other processes kept [\d.]+ of \d+ cores busy while calibrating", printed, re.M)

@@ -43,18 +43,23 @@ class Cost:
     seconds: float  # the whole run, overhead included
 
 
+# Each shape's calibration, kept for the process: a notebook or a test that estimates several
+# plans times a shape they share once.
+_TIMED: dict[tuple, tuple[int, int, float]] = {}
+
+
 def estimate(runs, accelerator: Accelerator | None = None, progress: bool = True) -> list[Cost]:
     """Time a few real training steps of each distinct model shape, on random images, and extrapolate."""
     cpu.configure()  # timed with the settings a run trains with
     accelerator = accelerator or Accelerator()
-    timed: dict[tuple, tuple[int, int, float]] = {}
     out = []
     for cfg in tqdm(runs, desc="calibrating", unit="run", disable=not progress):
         batch_size, _, total_steps = budget(cfg)
-        key = (json.dumps(cfg.arch(), sort_keys=True), cfg.dataset, cfg.input_size, batch_size)
-        if key not in timed:
-            timed[key] = _calibrate(cfg, batch_size, accelerator)
-        params, flops, step_s = timed[key]
+        key = (json.dumps(cfg.arch(), sort_keys=True), cfg.dataset, cfg.input_size, batch_size,
+               str(accelerator.device), torch.get_num_threads())
+        if key not in _TIMED:
+            _TIMED[key] = _calibrate(cfg, batch_size, accelerator)
+        params, flops, step_s = _TIMED[key]
         spec = datasets.spec(cfg.dataset)
         # Evaluation is a forward pass over the test split: a third of a training step's work per image.
         eval_s = step_s / batch_size / TRAIN_FLOPS_PER_FORWARD * spec.test_size
