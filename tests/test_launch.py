@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 FIELDS = ["depth=1", "width=16", "heads=2", "mlp_dim=32", "train_size=512", "batch_size=64", "augment=true"]
@@ -15,6 +16,13 @@ FIELDS = ["depth=1", "width=16", "heads=2", "mlp_dim=32", "train_size=512", "bat
 def train_args(steps, out, *extra):
     return ["-m", "vitlab.cli", "train", *(a for f in FIELDS + [f"steps={steps}"] for a in ("--set", f)),
             "--results", str(out), "--quiet", "--json", *extra]
+
+
+def plans_of(steps: int):
+    """The run train_args(steps) trains, as its config (its run id names its checkpoint)."""
+    from vitlab.run.config import RunConfig
+
+    return (RunConfig.from_dict({k: yaml.safe_load(v) for k, v in (f.split("=") for f in FIELDS + [f"steps={steps}"])}),)
 
 
 def last_json(stdout: str) -> dict:
@@ -64,13 +72,18 @@ def finish(proc, timeout=300) -> dict:
     return last_json(out)
 
 
+def alone(steps, out, *extra, env=None) -> subprocess.Popen:
+    """The same run in one process, started beside the one it is compared with."""
+    return subprocess.Popen([sys.executable, *train_args(steps, out, *extra)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
 def test_two_process_ddp_matches_one_process_with_clocks_apart(tmp_path):
-    one = subprocess.run([sys.executable, *train_args(40, tmp_path / "one")], capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr
+    one = alone(40, tmp_path / "one")
     script = tmp_path / "skewed.py"
     script.write_text(SKEWED_CLOCK)
     b = finish(launch([str(script)], *train_args(40, tmp_path / "two")[2:]), timeout=180)
-    a = last_json(one.stdout)
+    a = finish(one)
     assert a["run_id"] == b["run_id"] and a["train_steps"] == b["train_steps"] == 40
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=0.005)
@@ -78,11 +91,12 @@ def test_two_process_ddp_matches_one_process_with_clocks_apart(tmp_path):
 
 
 def test_two_processes_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_path):
-    # 8 steps an epoch; checkpoints at 50 and 100 are mid-epoch.
-    whole = finish(launch(train_args(110, tmp_path / "whole")))
+    # 8 steps an epoch; checkpoints at 50 and 100 are mid-epoch. The uninterrupted run trains beside.
+    uninterrupted = launch(train_args(110, tmp_path / "whole"))
     out = tmp_path / "killed"
     proc = launch(train_args(110, out, "--checkpoint-every", "50"), port=29518)
-    state = out / "checkpoints" / whole["run_id"] / "state.pt"
+    (run,) = plans_of(110)
+    state = out / "checkpoints" / run.run_id / "state.pt"
     deadline = time.time() + 180
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -94,6 +108,7 @@ def test_two_processes_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_p
     steps = torch.load(state, weights_only=True)["steps"]
     assert steps in (50, 100), f"killed too late to test a mid-epoch resume (step {steps})"
     resumed = finish(launch(train_args(110, out, "--checkpoint-every", "50"), port=29519))
+    whole = finish(uninterrupted)
     assert resumed["test_accuracy"] == whole["test_accuracy"] and resumed["val_accuracy"] == whole["val_accuracy"]
     assert [h["train_accuracy"] for h in resumed["history"]] == [h["train_accuracy"] for h in whole["history"]]
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in whole["history"]],
@@ -104,14 +119,11 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
     # One thread for all three: a run takes the cores others leave it, and results differ in
     # their last bits with the thread count (a busy CI machine once gave the whole run 2, the other 1).
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    whole = subprocess.run([sys.executable, *train_args(300, tmp_path / "whole")], capture_output=True, text=True,
-                           env=env)
-    assert whole.returncode == 0, whole.stderr
+    uninterrupted = alone(300, tmp_path / "whole", env=env)  # beside the killed run: one thread each
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *train_args(300, out, "--checkpoint-every", "50")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    run_id = last_json(whole.stdout)["run_id"]
-    state = out / "checkpoints" / run_id / "state.pt"
+    proc = alone(300, out, "--checkpoint-every", "50", env=env)
+    (run,) = plans_of(300)
+    state = out / "checkpoints" / run.run_id / "state.pt"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -119,7 +131,5 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "runs").exists()
-    resumed = subprocess.run([sys.executable, *train_args(300, out, "--checkpoint-every", "50")],
-                             capture_output=True, text=True, env=env)
-    assert resumed.returncode == 0, resumed.stderr
-    assert last_json(resumed.stdout) == last_json(whole.stdout)  # bitwise on CPU
+    resumed = finish(alone(300, out, "--checkpoint-every", "50", env=env))
+    assert resumed == finish(uninterrupted)  # bitwise on CPU

@@ -51,6 +51,8 @@ def test_a_failed_pre_training_run_fails_its_fine_tuning_run_with_the_reason(dep
 
 
 def test_a_worker_sweep_and_two_shards_at_once_record_each_run_once(dependent, tmp_path):
+    """Two shards (0/2, 1/2) and a two-worker sweep of one plan at once, fine-tuning runs waiting
+    for pre-training runs the others hold: each run trained once, its notebook kept, nothing left."""
     out = tmp_path / "res"
     procs = [start(dependent, out, "--workers", "2", threads=1),
              start(dependent, out, "--shard", "0/2", threads=1), start(dependent, out, "--shard", "1/2", threads=1)]
@@ -61,6 +63,8 @@ def test_a_worker_sweep_and_two_shards_at_once_record_each_run_once(dependent, t
     assert set(got) == planned and all(r["status"] == "ok" for r in got.values())
     done = [trained(log) for log, _ in logs]
     assert set().union(*done) == planned and sum(map(len, done)) == len(planned)  # each trained once
+    assert len(list((out / "notebooks").glob("*.ipynb"))) == len(planned)
+    assert [p.name for p in results.runs_dir(out).iterdir() if p.suffix != ".json"] == []  # no lock or temp file left
 
 
 TWELVE = """
@@ -81,6 +85,8 @@ def started_kernel(process) -> bool:
 
 
 def test_six_sweeps_at_once_with_one_killed_record_every_run_once(tmp_path):
+    """The same sweep six times at once on one directory (so also twice at once): every run is
+    recorded once and trained by one survivor, and the killed sweep's run is taken over."""
     params, out = tmp_path / "twelve.yaml", tmp_path / "res"
     params.write_text(TWELVE)
     procs = [start(params, out, threads=1) for _ in range(6)]

@@ -1,15 +1,16 @@
-"""Sweeps under stress: SIGKILL and resume, shards and duplicate sweeps at once, workers, kernel reuse."""
+"""Sweeps under stress: SIGKILL and resume, damaged records, shards at once, workers, kernel
+reuse. One sweep of PARAMS is trained per module (swept); tests that start from a finished sweep
+copy it. Several sweeps of one directory at once are tests/test_sweep_races.py's."""
 import os
 import re
+import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import recorded, start, trained
+from tests.helpers import cli, recorded, start, trained
 from vitlab.study import plans, results, sweep
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,26 @@ def params(tmp_path):
     path = tmp_path / "stress.yaml"
     path.write_text(PARAMS)
     return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """PARAMS swept once, on one thread (runs bitwise repeatable), by a sweep process as a user
+    starts one: (params file, results directory, what the sweep printed). Tests that start from a
+    finished sweep copy the directory rather than train their own."""
+    root = tmp_path_factory.mktemp("stress")
+    params = root / "stress.yaml"
+    params.write_text(PARAMS)
+    sweep_process = start(params, root / "res", threads=1)
+    log, err = sweep_process.communicate(timeout=300)
+    assert sweep_process.returncode == 0, err
+    return params, root / "res", log
+
+
+def copied(swept, tmp_path) -> Path:
+    out = tmp_path / "res"
+    shutil.copytree(swept[1], out)
+    return out
 
 
 def leftovers(out) -> list[str]:
@@ -60,29 +81,24 @@ def test_sigkill_part_way_then_rerun_finishes_without_retraining(params, tmp_pat
     assert leftovers(out) == []
 
 
-def test_damaged_records_never_stop_a_command_and_a_rerun_trains_their_runs_once(params, tmp_path, damage):
+def test_damaged_records_never_stop_a_command_and_a_rerun_trains_their_runs_once(swept, tmp_path, damage, capsys):
     """A truncated, an empty, a foreign, a list-valued record and another run's record in runs/:
     `vitlab results` and `vitlab report` name each in one line and finish; a rerun sweep sets each
     aside (kept as .bad) and trains its run again, once; the next rerun trains nothing."""
-    out = tmp_path / "res"
-    assert start(params, out, threads=1).wait(timeout=300) == 0  # one thread: the retrained runs bitwise the same
+    params, out = swept[0], copied(swept, tmp_path)
     planned = sorted(c.run_id for c in plans.load_plan(params).runs)
     whole = recorded(out)
     kinds = damage(out, planned)
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "vitlab.cli", *args], check=False, capture_output=True, text=True,
-                              timeout=600)
-
-    listed = cli("results", str(out))
-    assert listed.returncode == 0, listed.stderr
-    named = [line for line in listed.stderr.splitlines() if line.startswith("vitlab results: ")]
+    code, listed, err = cli(capsys, "results", out)
+    assert code == 0, err
+    named = [line for line in err.splitlines() if line.startswith("vitlab results: ")]
     assert len(named) == len(kinds) and all("; skipped" in line for line in named)
     assert {Path(line.split(": ")[1]).stem for line in named} == set(kinds)
-    assert set(re.findall(r"^([0-9a-f]{12}),", listed.stdout, re.MULTILINE)) == set(planned) - set(kinds)
-    report = cli("report", str(out))
-    assert report.returncode == 0, report.stderr
-    assert report.stderr.count("left out of the report") == len(kinds)
+    assert set(re.findall(r"^([0-9a-f]{12}),", listed, re.MULTILINE)) == set(planned) - set(kinds)
+    code, _, err = cli(capsys, "report", out)
+    assert code == 0, err
+    assert err.count("left out of the report") == len(kinds)
     assert all(f"runs/{r}.json" in (out / "report.html").read_text() for r in kinds)
 
     rerun = start(params, out, threads=1)
@@ -95,56 +111,27 @@ def test_damaged_records_never_stop_a_command_and_a_rerun_trains_their_runs_once
     assert set(again) == set(planned) and all(r["status"] == "ok" for r in again.values())
     for run_id in kinds:  # retrained to the same result (bitwise on a CPU)
         assert again[run_id]["test_accuracy"] == whole[run_id]["test_accuracy"]
-    last = start(params, out)
-    log, err = last.communicate(timeout=300)
-    assert last.returncode == 0 and trained(log) == set() and f"{len(planned)} skipped" in err
+    code, log, err = cli(capsys, "sweep", params, "--results", out)
+    assert code == 0 and trained(log) == set() and f"{len(planned)} skipped" in err
 
 
-def test_each_runs_line_says_what_varies_both_accuracies_and_progress_and_a_rerun_says_what_is_recorded(tmp_path):
+def test_each_runs_line_says_what_varies_both_accuracies_and_progress_and_a_rerun_says_what_is_recorded(
+        swept, tmp_path):
     """In a pipe (no bar drawn) each run's line carries n/N and the time left; it showed every
     field the runs share, one accuracy without its split, and a rerun did not say what was done."""
-    params = tmp_path / "two.yaml"
-    params.write_text("name: two\nbase: {dataset: digits, depth: 1, width: 16, heads: 2, mlp_dim: 32, "
-                      "patch_size: 4, train_size: 200, steps: 10}\ngrid: {seed: [0, 1, 2]}\n")
-    out = tmp_path / "res"
-    first = start(params, out)
-    log, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
+    params, _, log = swept
     lines = [line for line in log.splitlines() if re.match(r"[0-9a-f]{12} ", line)]
-    assert len(lines) == 3
+    assert len(lines) == 6
     for n, line in enumerate(lines, 1):
         assert re.search(r" ok (-|seed=\d)  val=0\.\d{3}  test=0\.\d{3}  \([\d.]+ s; "
-                         rf"{n}/3 done, \d+:\d\d so far, about \d+:\d\d left\)$", line), line
+                         rf"{n}/6 done, \d+:\d\d so far, about \d+:\d\d left\)$", line), line
         assert "steps=" not in line and "dataset=" not in line  # what all runs share is not repeated
+    out = copied(swept, tmp_path)
     results.record_path(out, lines[0].split()[0]).unlink()
     rerun = start(params, out)
     log, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0 and err.splitlines()[0].endswith("; 2 of 3 already recorded"), err
+    assert rerun.returncode == 0 and err.splitlines()[0].endswith("; 5 of 6 already recorded"), err
     assert len(trained(log)) == 1
-
-
-def test_two_shards_at_once_fill_the_grid_once(params, tmp_path):
-    out = tmp_path / "res"
-    procs = [start(params, out, "--shard", f"{i}/2", threads=1) for i in range(2)]
-    logs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs
-    planned = {c.run_id for c in plans.load_plan(params).runs}
-    done = [trained(log) for log, _ in logs]
-    assert done[0] | done[1] == planned and not done[0] & done[1] and len(done[0]) == len(done[1]) == 3
-    assert set(recorded(out)) == planned  # every file parses as whole JSON
-    assert len(list((out / "notebooks").glob("*.ipynb"))) == len(planned)
-    assert leftovers(out) == []
-
-
-def test_the_same_sweep_twice_at_once_trains_each_run_once(params, tmp_path):
-    out = tmp_path / "res"
-    procs = [start(params, out, threads=1) for _ in range(2)]
-    logs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs
-    planned = {c.run_id for c in plans.load_plan(params).runs}
-    done = [trained(log) for log, _ in logs]
-    assert done[0] | done[1] == planned and not done[0] & done[1]
-    assert set(recorded(out)) == planned
 
 
 def test_workers_share_the_sweep(params, tmp_path):
@@ -154,16 +141,17 @@ def test_workers_share_the_sweep(params, tmp_path):
     assert set(recorded(tmp_path / "res")) == {c.run_id for c in plan.runs}
 
 
-def test_a_reused_kernel_gives_the_fresh_kernel_results(params, tmp_path, monkeypatch):
+def test_a_reused_kernel_gives_the_fresh_kernel_results(swept, tmp_path, monkeypatch):
+    """The module's sweep ran its six runs in one reused kernel; a third of them again, each in a
+    fresh kernel, give the same results."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # results differ in their last bits with the thread count
+    params, reused, _ = swept
     plan = plans.load_plan(params)
-    for name, fresh in (("reused", False), ("fresh", True)):
-        assert sweep.run_sweep(plan, tmp_path / name, progress=False, shard_spec=(1, 3),
-                             fresh_kernels=fresh)["ok"] == 2
-    reused, new = recorded(tmp_path / "reused"), recorded(tmp_path / "fresh")
-    assert set(reused) == set(new)
+    assert sweep.run_sweep(plan, tmp_path / "fresh", progress=False, shard_spec=(1, 3), fresh_kernels=True)["ok"] == 2
+    new = recorded(tmp_path / "fresh")
+    assert len(new) == 2
     for run_id, record in new.items():  # bitwise on CPU: same loss and accuracy
-        assert (reused[run_id]["train_loss"], reused[run_id]["test_accuracy"]) == \
+        assert (recorded(reused)[run_id]["train_loss"], recorded(reused)[run_id]["test_accuracy"]) == \
                (record["train_loss"], record["test_accuracy"])
 
 
