@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import cli
+
 # Each of these, imported, makes the command wait seconds on a busy machine (torch alone: 10 s).
 HEAVY = ("torch", "timm", "pandas", "sklearn", "accelerate")
 
@@ -45,19 +47,19 @@ def test_a_bad_params_file_is_refused_before_any_heavy_library_loads(tmp_path, p
 TINY = ["dataset=digits", "depth=1", "width=16", "heads=2", "mlp_dim=32", "patch_size=4", "train_size=200", "steps=10"]
 
 
-def test_train_ends_with_a_summary_and_the_records_path(tmp_path):
-    """It printed one raw JSON object; --json keeps that for scripts."""
-    args = [sys.executable, "-m", "vitlab.cli", "train", "--quiet", "--results", str(tmp_path),
-            *(a for f in TINY for a in ("--set", f))]
-    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
-    assert done.returncode == 0, done.stderr
-    summary, where = done.stdout.strip().splitlines()[-2:]
+def test_train_ends_with_a_summary_and_the_records_path(tmp_path, capsys):
+    """It printed one raw JSON object; --json keeps that for scripts. In this process: what it
+    prints is the test."""
+    args = ["train", "--quiet", "--results", tmp_path, *(a for f in TINY for a in ("--set", f))]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    summary, where = out.strip().splitlines()[-2:]
     assert re.fullmatch(r"[0-9a-f]{12} ok  val=0\.\d{3}  test=0\.\d{3}  loss=\d\.\d{3}  10 steps, [\d.]+ s, \d+ images/s",
                         summary), summary
     path = Path(where.removeprefix("recorded: "))
     assert path.is_file() and path.stem == summary.split()[0]
-    as_json = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True, timeout=300)
-    assert json.loads(as_json.stdout.strip().splitlines()[-1])["status"] == "ok"
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "ok", err
 
 
 def test_models_lists_every_preset_without_loading_torch():

@@ -10,57 +10,55 @@ import torch
 
 from vitlab.run import cpu
 
-# Each in a fresh process: these settings are for the whole process, for good.
+# In a fresh process, as these settings are for the whole process, for good: the heap handed back
+# to the kernel after freeing a step's worth of blocks, with glibc's defaults, then once
+# keep_freed_memory() has run.
 HEAP_AFTER_FREE = """
-import ctypes, sys
+import ctypes
 from vitlab.run import cpu
-if sys.argv[1] == "keep":
-    assert cpu.keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
 libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
-blocks = [libc.malloc(100_000) for _ in range(200)]  # 20 MB of heap, as a step's activations
-top = libc.sbrk(0)
-for block in reversed(blocks):
-    libc.free(block)
-print((top - libc.sbrk(0)) / 1e6)  # MB handed back to the kernel
+def returned_mb():
+    blocks = [libc.malloc(100_000) for _ in range(200)]  # 20 MB of heap, as a step's activations
+    top = libc.sbrk(0)
+    for block in reversed(blocks):
+        libc.free(block)
+    return (top - libc.sbrk(0)) / 1e6  # MB handed back to the kernel
+print(returned_mb())
+assert cpu.keep_freed_memory()
+print(returned_mb())
 """
-
-
-def returned_mb(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", HEAP_AFTER_FREE, mode], capture_output=True, text=True, check=True)
-    return float(out.stdout)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_freed_memory_stays_with_the_process():
-    assert returned_mb("default") > 15  # glibc's default: the next step faults it back in
-    assert returned_mb("keep") == 0
+    out = subprocess.run([sys.executable, "-c", HEAP_AFTER_FREE], capture_output=True, text=True, check=True)
+    default, kept = map(float, out.stdout.split())
+    assert default > 15  # glibc's default: the next step faults it back in
+    assert kept == 0
 
 
+# Whether a denormal survives in a fresh process: after importing vitlab's training, then after
+# training a step (one process: the import alone comes first).
 DENORMAL_SURVIVES = """
-import sys, torch
+import torch
 import vitlab.run.train
-if sys.argv[1] == "train":
-    from vitlab.run.config import RunConfig
-    from vitlab.run.models import build_model
-    cfg = RunConfig(dataset="digits", depth=1, width=16, heads=2, mlp_dim=32, patch_size=4, train_size=64,
-                    steps=1, batch_size=32)
-    vitlab.run.train.fit(cfg, build_model(cfg), progress=False)
+print(float(torch.tensor([1e-30]) * 1e-10) != 0.0)
+from vitlab.run.config import RunConfig
+from vitlab.run.models import build_model
+cfg = RunConfig(dataset="digits", depth=1, width=16, heads=2, mlp_dim=32, patch_size=4, train_size=64,
+                steps=1, batch_size=32)
+vitlab.run.train.fit(cfg, build_model(cfg), progress=False)
 print(float(torch.tensor([1e-30]) * 1e-10) != 0.0)
 """
-
-
-def denormal_survives(mode: str) -> bool:
-    out = subprocess.run([sys.executable, "-c", DENORMAL_SURVIVES, mode], capture_output=True, text=True, check=True)
-    return out.stdout.strip() == "True"
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 flush-to-zero only")
 def test_training_processes_flush_denormals():
     """Training flushes denormals for the whole process; importing vitlab's training changes nothing."""
-    assert denormal_survives("import")
-    assert not denormal_survives("train")
+    out = subprocess.run([sys.executable, "-c", DENORMAL_SURVIVES], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"], out.stdout
 
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat")

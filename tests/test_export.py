@@ -12,13 +12,15 @@ from vitlab.run.models import build_model
 from vitlab.study import export, results
 from vitlab.study.plans import load_plan
 
-# Run in a fresh process: timm and torch only, so nothing of vitlab can help the load.
+# Run in a fresh process: timm and torch only, so nothing of vitlab can help the load. One line
+# of logits per exported folder named.
 TIMM_ALONE = """
 import sys, timm, torch
-model = timm.create_model("local-dir:" + sys.argv[1], pretrained=True).eval()
-torch.manual_seed(0)
-with torch.no_grad():
-    print(model(torch.randn(4, *model.pretrained_cfg["input_size"])).tolist())
+for folder in sys.argv[1:]:
+    model = timm.create_model("local-dir:" + folder, pretrained=True).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        print(model(torch.randn(4, *model.pretrained_cfg["input_size"])).tolist())
 assert not any(name.startswith("vitlab") for name in sys.modules)
 """
 
@@ -42,22 +44,31 @@ def _logits(model) -> list:
         return model(torch.randn(4, 1, 28, 28)).tolist()
 
 
-@pytest.mark.parametrize("fields", [{}, {"pos_embed": "sincos2d", "pool": "avg"}, {"pos_embed": "none", "heads": 1}])
-def test_timm_alone_loads_an_exported_vit_and_gives_its_logits(tmp_path, fields, capsys):
-    cfg = _recorded(tmp_path / "results", **fields)
-    out = tmp_path / "export"
-    assert cli.main(["export", cfg.run_id, str(out), "--results", str(tmp_path / "results")]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "params.yaml"]
-    config = json.loads((out / "config.json").read_text())
-    assert config["architecture"] == export.TIMM_VIT and config["num_classes"] == 10
-    assert config["model_args"]["embed_dim"] == 32 and config["pretrained_cfg"]["input_size"] == [1, 28, 28]
-    loaded = subprocess.run([sys.executable, "-c", TIMM_ALONE, str(out)], capture_output=True, text=True, check=True)
-    _, model = results.load_model(tmp_path / "results", cfg.run_id)
-    assert torch.allclose(torch.tensor(json.loads(loaded.stdout)), torch.tensor(_logits(model)), atol=1e-5)
-    card = capsys.readouterr().out
-    assert "Test accuracy 0.900 (95% interval 0.88" in card and 'timm.create_model("local-dir:' in card
-    assert ("fixed 2-D sin-cos table" in card) == (fields.get("pos_embed") == "sincos2d")
-    assert load_plan(out / "params.yaml").runs[0].run_id == cfg.run_id  # the params file reproduces the run
+VARIANTS = ({}, {"pos_embed": "sincos2d", "pool": "avg"}, {"pos_embed": "none", "heads": 1})
+
+
+def test_timm_alone_loads_an_exported_vit_and_gives_its_logits(tmp_path, capsys):
+    """Each variant exported, then all loaded by timm alone in one fresh process."""
+    exported = []
+    for i, fields in enumerate(VARIANTS):
+        cfg = _recorded(tmp_path / "results", **fields)
+        out = tmp_path / f"export{i}"
+        assert cli.main(["export", cfg.run_id, str(out), "--results", str(tmp_path / "results")]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "params.yaml"]
+        config = json.loads((out / "config.json").read_text())
+        assert config["architecture"] == export.TIMM_VIT and config["num_classes"] == 10
+        assert config["model_args"]["embed_dim"] == 32 and config["pretrained_cfg"]["input_size"] == [1, 28, 28]
+        card = capsys.readouterr().out
+        assert "Test accuracy 0.900 (95% interval 0.88" in card and 'timm.create_model("local-dir:' in card
+        assert ("fixed 2-D sin-cos table" in card) == (fields.get("pos_embed") == "sincos2d")
+        assert load_plan(out / "params.yaml").runs[0].run_id == cfg.run_id  # the params file reproduces the run
+        exported.append((cfg, out))
+    loaded = subprocess.run([sys.executable, "-c", TIMM_ALONE, *(str(out) for _, out in exported)],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(loaded) == len(VARIANTS)
+    for (cfg, _), logits in zip(exported, loaded):
+        _, model = results.load_model(tmp_path / "results", cfg.run_id)
+        assert torch.allclose(torch.tensor(json.loads(logits)), torch.tensor(_logits(model)), atol=1e-5), cfg
 
 
 def test_a_model_timm_cannot_build_is_exported_with_vitlabs_config_and_the_card_says_why(tmp_path):
