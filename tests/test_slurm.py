@@ -222,7 +222,7 @@ def test_a_job_warned_before_its_time_limit_checkpoints_requeues_and_ends_as_the
     """A one-minute limit with SLURM's warning 50 s before it: the run stops at its next step with
     its checkpoint saved, the job requeues itself, and the run resumes to the uninterrupted result.
     SLURM holds a requeued job about two minutes, and a restart under a one-minute limit would be
-    warned again: once requeued, the job is let start now, with room to finish."""
+    warned again: once requeued, the job is let start a few seconds on, with room to finish."""
     # slurmctld checks time limits every 30 s, so the warning comes 10-40 s in: at least 45 s of
     # training on a fast 2-core machine (6,000 steps took 18 s on one and ended unwarned).
     steps = 16000
@@ -235,7 +235,9 @@ def test_a_job_warned_before_its_time_limit_checkpoints_requeues_and_ends_as_the
             break
         assert time.time() < deadline and not recorded(tmp_path / "res"), slurm.log_of(job) + shown
         time.sleep(0.5)
-    slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10", "StartTime=now")
+    # A few seconds on, not now: a requeued job started at once was killed as "non-startable: job
+    # credential revoked" (its last start's credential not yet cleared), and never ran again.
+    slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10", "StartTime=now+5")
     deadline = time.time() + 300  # the record, not an empty squeue: a busy controller can answer nothing
     while not recorded(tmp_path / "res") and time.time() < deadline:
         time.sleep(1)
