@@ -1,4 +1,13 @@
+import os
+
 import pytest
+
+# Under pytest-xdist (pyproject's addopts: two workers, each taking whole files) every process a
+# test starts trains on one thread: beside the other worker, a run would take the cores it leaves
+# (vitlab.run.cpu), and results differ in their last bits with the thread count. Set before any
+# test module imports torch.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from vitlab.run.config import RunConfig
 from vitlab.study import results
