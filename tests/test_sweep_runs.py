@@ -134,11 +134,15 @@ def test_each_runs_line_says_what_varies_both_accuracies_and_progress_and_a_reru
     assert len(trained(log)) == 1
 
 
-def test_workers_share_the_sweep(params, tmp_path):
+def test_workers_share_the_sweep(params, tmp_path, capsys):
+    """Without a bar (progress=False, as in a notebook or script), each run's line still counts
+    the runs done: it said 0/6 on every line, and the time left grew."""
     plan = plans.load_plan(params)
     counts = sweep.run_sweep(plan, tmp_path / "res", progress=False, workers=2)
     assert counts["ok"] == len(plan.runs)
     assert set(recorded(tmp_path / "res")) == {c.run_id for c in plan.runs}
+    done = re.findall(r"; (\d+)/6 done, ", capsys.readouterr().out)
+    assert done == [str(n) for n in range(1, 7)], done
 
 
 def test_a_reused_kernel_gives_the_fresh_kernel_results(swept, tmp_path, monkeypatch):

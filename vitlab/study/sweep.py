@@ -52,7 +52,7 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
         pool = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None
         for kernel in list(idle.queue):
             stack.enter_context(kernel)
-        pending, said = list(runs), None
+        pending, said, done = list(runs), None, 0  # done: counted here, as a bar not drawn counts nothing
         while pending:
             deferred = []
             for cfg, outcome, record, seconds in _map(runner.run, pending, pool):
@@ -60,13 +60,14 @@ def run_sweep(plan: Plan, results_dir: str | Path | None = None, progress: bool 
                     deferred.append(cfg)
                     continue
                 bar.update()
+                done += 1
                 if outcome != "ran":
                     counts[outcome] += 1
                     continue
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
                 named = results.accuracies(record)
                 bar.write(f"{cfg.run_id} {record['status']:>8} {_differs(cfg, usual)}{'  ' + named if named else ''}"
-                          f"  ({seconds:.1f} s; {_progress(bar, runner.started)})")
+                          f"  ({seconds:.1f} s; {_progress(done, bar.total, runner.started)})")
                 if fail_fast and record["status"] == "failed":
                     bar.close()
                     raise SweepError(f"{plan.path}: run {cfg.run_id} failed: {record['error']}")
@@ -153,12 +154,12 @@ def plan_base(plan: Plan) -> dict:
     return {k: Counter(c[k] for c in configs).most_common(1)[0][0] for k in configs[0]}
 
 
-def _progress(bar, started: float) -> str:
+def _progress(done: int, total: int, started: float) -> str:
     """n/N done, time so far and, from it, the time left: the progress bar's story on a run's line,
     for a log or pipe where the bar itself is not drawn."""
     elapsed = time.time() - started
-    left = elapsed / max(bar.n, 1) * (bar.total - bar.n)
-    return f"{bar.n}/{bar.total} done, {_clock(elapsed)} so far, about {_clock(left)} left"
+    left = elapsed / max(done, 1) * (total - done)
+    return f"{done}/{total} done, {_clock(elapsed)} so far, about {_clock(left)} left"
 
 
 def _clock(seconds: float) -> str:
