@@ -82,8 +82,8 @@ class World:
         self.datasets = {}  # dataset: (its runs' rows, each run's point among the dataset's points)
         for name in dict.fromkeys(c.dataset for c in self.configs):
             rows = np.array([i for i, c in enumerate(self.configs) if c.dataset == name])
-            _, points = np.unique([point(self.configs[i]) for i in rows], return_inverse=True)
-            self.datasets[name] = (rows, points)
+            _, at = np.unique([point(self.configs[i]) for i in rows], return_inverse=True)
+            self.datasets[name] = (rows, at)
 
     def draw(self, truth, rng) -> pd.DataFrame:
         """Records whose expected accuracy (over seeds and images) is truth(cfg)."""
@@ -96,11 +96,11 @@ class World:
         luck = rng.normal(0, luck_sd)
         df = self.base.copy()
         correct = np.empty(len(df), dtype=object)
-        for name, (rows, points) in self.datasets.items():
+        for name, (rows, at) in self.datasets.items():
             spec = datasets.spec(name)
             for split, n in (("val", spec.n_val), ("test", spec.test_size)):
                 hard = rng.normal(0, DIFFICULTY, n)
-                view = rng.normal(0, VIEW, (points.max() + 1, n))[points]
+                view = rng.normal(0, VIEW, (at.max() + 1, n))[at]
                 right = rng.random((len(rows), n)) < norm.cdf((level + luck)[rows, None] + hard + view)
                 df.loc[rows, f"{split}_accuracy"] = right.mean(1)
             correct[rows] = [results.pack_bits(r) for r in right]
@@ -240,7 +240,8 @@ def coverage_cases():
     out = {}
     for case, (configs, truth, contrast) in cases.items():
         world = World(configs)
-        out[case] = (world, truth, contrast, simulated(lambda rng: world.draw(truth, rng), SIMULATIONS, seed=4))
+        out[case] = (world, truth, contrast, simulated(lambda rng, world=world, truth=truth: world.draw(truth, rng),
+                                                       SIMULATIONS, seed=4))
     return out
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from vitlab.report import crossing, scaling
 from vitlab.report.figures import Missing
 from vitlab.report.points import compare
-from vitlab.report.studies import CONFIG_FIELDS, ok_runs, one_factor_study, scaling_directions
+from vitlab.report.studies import CONFIG_FIELDS, ok_runs, scaling_directions
 from vitlab.study import results
 
 AXIS_NAMES = {"train_size": "training images", "train_flops": "training FLOPs", "n_params": "parameters"}
